@@ -1,0 +1,1 @@
+"""Files emitted into a wheelhouse for the deploy side."""

@@ -1,0 +1,459 @@
+"""Build throwaway wheels, sdists and PEP 503 indexes for tests, and serve them over HTTP.
+
+Everything here runs offline: artifacts are assembled by hand with zipfile/tarfile and
+served from 127.0.0.1, so tests can drive real pip/uv against a known package set.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+import hashlib
+import html
+import io
+import itertools
+import os
+import re
+import shutil
+import tarfile
+import threading
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from email.parser import HeaderParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+__all__ = [
+    "IndexServer",
+    "canonical_name",
+    "clean_env",
+    "dist_name",
+    "expand_tags",
+    "make_sdist",
+    "make_wheel",
+    "read_metadata",
+    "write_simple_index",
+]
+
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+GENERATOR = "prewheel-tests-localindex 1.0"
+
+_SDIST_SUFFIX = ".tar.gz"
+
+
+def canonical_name(name: str) -> str:
+    """PEP 503 normalized project name (``Foo.Bar_baz`` -> ``foo-bar-baz``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def dist_name(name: str) -> str:
+    """Name as escaped in wheel and sdist filenames (``Foo.Bar-baz`` -> ``foo_bar_baz``)."""
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _file_version(version: str) -> str:
+    return version.replace("-", "_")
+
+
+def expand_tags(tag: str) -> list[str]:
+    """Expand a compressed tag set such as ``py2.py3-none-any`` into individual tags."""
+    parts = tag.split("-")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"not a python-abi-platform tag: {tag!r}")
+    interpreters, abis, platforms = (p.split(".") for p in parts)
+    return ["-".join(t) for t in itertools.product(interpreters, abis, platforms)]
+
+
+def _record_hash(data: bytes) -> str:
+    digest = hashlib.sha256(data).digest()
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _core_metadata(
+    name: str,
+    version: str,
+    requires_dist: Iterable[str],
+    requires_python: str | None,
+) -> str:
+    lines = [
+        "Metadata-Version: 2.1",
+        f"Name: {name}",
+        f"Version: {version}",
+        f"Summary: Test package {name}",
+    ]
+    if requires_python is not None:
+        lines.append(f"Requires-Python: {requires_python}")
+    lines.extend(f"Requires-Dist: {req}" for req in requires_dist)
+    return "\n".join(lines) + "\n"
+
+
+def _zip_entry(path: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(path, date_time=ZIP_EPOCH)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = (0o100644 & 0xFFFF) << 16
+    info.create_system = 3
+    return info
+
+
+def make_wheel(
+    dest_dir: Path,
+    name: str,
+    version: str,
+    *,
+    tag: str = "py3-none-any",
+    requires_dist: Sequence[str] = (),
+    requires_python: str | None = None,
+    files: Mapping[str, str] | None = None,
+) -> Path:
+    """Write ``{dist}-{version}-{tag}.whl`` into ``dest_dir`` and return its path.
+
+    The wheel holds ``<dist>/__init__.py`` defining ``__version__`` plus any ``files``
+    (archive path -> text; these may replace the default module). Output is byte-for-byte
+    reproducible for identical arguments.
+    """
+    dist = dist_name(name)
+    fversion = _file_version(version)
+    tags = expand_tags(tag)
+    dist_info = f"{dist}-{fversion}.dist-info"
+
+    contents: dict[str, bytes] = {f"{dist}/__init__.py": f'__version__ = "{version}"\n'.encode()}
+    for path, text in (files or {}).items():
+        contents[path] = text.encode()
+
+    purelib = tag.endswith("-none-any")
+    wheel_lines = [
+        "Wheel-Version: 1.0",
+        f"Generator: {GENERATOR}",
+        f"Root-Is-Purelib: {'true' if purelib else 'false'}",
+        *(f"Tag: {t}" for t in tags),
+    ]
+    payload = sorted(contents.items())
+    payload.append(
+        (
+            f"{dist_info}/METADATA",
+            _core_metadata(name, version, requires_dist, requires_python).encode(),
+        )
+    )
+    payload.append((f"{dist_info}/WHEEL", ("\n".join(wheel_lines) + "\n").encode()))
+
+    record_path = f"{dist_info}/RECORD"
+    record = "".join(f"{path},{_record_hash(data)},{len(data)}\n" for path, data in payload)
+    record += f"{record_path},,\n"
+    payload.append((record_path, record.encode()))
+
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    wheel_path = dest_dir / f"{dist}-{fversion}-{tag}.whl"
+    with zipfile.ZipFile(wheel_path, "w") as zf:
+        for path, data in payload:
+            zf.writestr(_zip_entry(path), data)
+    return wheel_path
+
+
+_SPEEDUPS_C = """\
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT, "_speedups", NULL, -1, NULL
+};
+
+PyMODINIT_FUNC PyInit__speedups(void) {
+    return PyModule_Create(&speedups_module);
+}
+"""
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _pyproject(
+    name: str, version: str, requires_dist: Sequence[str], requires_python: str | None
+) -> str:
+    deps = "".join(f"    {_toml_str(req)},\n" for req in requires_dist)
+    lines = [
+        "[build-system]",
+        'requires = ["setuptools>=61"]',
+        'build-backend = "setuptools.build_meta"',
+        "",
+        "[project]",
+        f"name = {_toml_str(name)}",
+        f"version = {_toml_str(version)}",
+        f"dependencies = [\n{deps}]",
+    ]
+    if requires_python is not None:
+        lines.append(f"requires-python = {_toml_str(requires_python)}")
+    lines += ["", "[tool.setuptools.packages.find]", 'where = ["src"]']
+    return "\n".join(lines) + "\n"
+
+
+def _tar_entry(path: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(path)
+    info.size = size
+    info.mode = 0o644
+    info.mtime = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def make_sdist(
+    dest_dir: Path,
+    name: str,
+    version: str,
+    *,
+    requires_dist: Sequence[str] = (),
+    pure: bool = True,
+    requires_python: str | None = None,
+) -> Path:
+    """Write a setuptools-backed ``{dist}-{version}.tar.gz`` into ``dest_dir``.
+
+    The package lives at ``src/<dist>/``. With ``pure=False`` a ``setup.py`` adds the C
+    extension ``<dist>._speedups``, so building it needs a compiler and Python headers.
+    Output is byte-for-byte reproducible for identical arguments.
+    """
+    dist = dist_name(name)
+    fversion = _file_version(version)
+    top = f"{dist}-{fversion}"
+
+    members: dict[str, str] = {
+        "PKG-INFO": _core_metadata(name, version, requires_dist, requires_python),
+        "pyproject.toml": _pyproject(name, version, requires_dist, requires_python),
+        f"src/{dist}/__init__.py": f'__version__ = "{version}"\n',
+    }
+    if not pure:
+        members[f"src/{dist}/_speedups.c"] = _SPEEDUPS_C
+        members["setup.py"] = (
+            "from setuptools import Extension, setup\n\n"
+            f'setup(ext_modules=[Extension("{dist}._speedups", ["src/{dist}/_speedups.c"])])\n'
+        )
+
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    sdist_path = dest_dir / f"{top}{_SDIST_SUFFIX}"
+    with (
+        open(sdist_path, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for path, text in sorted(members.items()):
+            data = text.encode()
+            tar.addfile(_tar_entry(f"{top}/{path}", len(data)), io.BytesIO(data))
+    return sdist_path
+
+
+def read_metadata(path: Path) -> dict[str, Any] | None:
+    """Core metadata headers of a wheel (METADATA) or sdist (PKG-INFO), or None if absent.
+
+    Returns a mapping of header name to value; ``Requires-Dist`` is a list.
+    """
+    text: str | None = None
+    if path.name.endswith(".whl"):
+        with zipfile.ZipFile(path) as zf:
+            for member in zf.namelist():
+                if member.count("/") == 1 and member.endswith(".dist-info/METADATA"):
+                    text = zf.read(member).decode()
+                    break
+    elif path.name.endswith(_SDIST_SUFFIX):
+        with tarfile.open(path, "r:gz") as tar:
+            for info in tar.getmembers():
+                if info.name.count("/") == 1 and info.name.endswith("/PKG-INFO"):
+                    extracted = tar.extractfile(info)
+                    if extracted is not None:
+                        text = extracted.read().decode()
+                    break
+    if text is None:
+        return None
+    message = HeaderParser().parsestr(text)
+    result: dict[str, Any] = dict(message.items())
+    result["Requires-Dist"] = message.get_all("Requires-Dist") or []
+    return result
+
+
+def _project_of(filename: str) -> str:
+    if filename.endswith(".whl"):
+        return canonical_name(filename.split("-", 1)[0])
+    if filename.endswith(_SDIST_SUFFIX):
+        return canonical_name(filename[: -len(_SDIST_SUFFIX)].rsplit("-", 1)[0])
+    raise ValueError(f"not a wheel or .tar.gz sdist: {filename}")
+
+
+def _sha256_file(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+_PAGE = """\
+<!DOCTYPE html>
+<html>
+  <head>
+    <meta name="pypi:repository-version" content="1.0">
+    <title>{title}</title>
+  </head>
+  <body>
+{anchors}
+  </body>
+</html>
+"""
+
+
+def _anchor(href: str, text: str, attrs: str = "") -> str:
+    return f'    <a href="{html.escape(href)}"{attrs}>{html.escape(text)}</a><br>'
+
+
+def write_simple_index(root: Path, files: Sequence[Path]) -> Path:
+    """Copy ``files`` into ``root/files/`` and (re)write a PEP 503 index at ``root/simple``.
+
+    The index covers every artifact in ``root/files/``, so repeated calls accumulate.
+    Returns the ``root/simple`` directory.
+    """
+    files_dir = root / "files"
+    simple = root / "simple"
+    files_dir.mkdir(parents=True, exist_ok=True)
+    for src in files:
+        if not src.name.endswith((".whl", _SDIST_SUFFIX)):
+            raise ValueError(f"not a wheel or .tar.gz sdist: {src}")
+        target = files_dir / src.name
+        if src.resolve() != target.resolve():
+            shutil.copyfile(src, target)
+
+    projects: dict[str, list[Path]] = {}
+    for artifact in sorted(files_dir.iterdir()):
+        if artifact.name.endswith((".whl", _SDIST_SUFFIX)):
+            projects.setdefault(_project_of(artifact.name), []).append(artifact)
+
+    if simple.exists():
+        shutil.rmtree(simple)
+    simple.mkdir(parents=True)
+    for project, artifacts in projects.items():
+        anchors = []
+        for artifact in artifacts:
+            href = f"../../files/{artifact.name}#sha256={_sha256_file(artifact)}"
+            metadata = read_metadata(artifact) or {}
+            requires_python = metadata.get("Requires-Python")
+            attrs = (
+                f' data-requires-python="{html.escape(requires_python)}"' if requires_python else ""
+            )
+            anchors.append(_anchor(href, artifact.name, attrs))
+        page_dir = simple / project
+        page_dir.mkdir()
+        (page_dir / "index.html").write_text(
+            _PAGE.format(title=f"Links for {project}", anchors="\n".join(anchors))
+        )
+    root_anchors = "\n".join(_anchor(f"{project}/", project) for project in projects)
+    (simple / "index.html").write_text(_PAGE.format(title="Simple index", anchors=root_anchors))
+    return simple
+
+
+class _RecordingHandler(SimpleHTTPRequestHandler):
+    server_ref: IndexServer
+
+    def __init__(self, *args: Any, server_ref: IndexServer, **kwargs: Any) -> None:
+        self.server_ref = server_ref
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self) -> None:
+        self.server_ref._record(self.path)
+        super().do_GET()
+
+    def do_HEAD(self) -> None:
+        self.server_ref._record(self.path)
+        super().do_HEAD()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class IndexServer:
+    """Serve ``directory`` on 127.0.0.1 at a free port, recording each request path.
+
+    Missing paths, including unknown ``/simple/<project>/`` pages, answer 404.
+    Use as a context manager, or call ``start()`` and ``stop()``.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.requests: list[str] = []
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _record(self, path: str) -> None:
+        with self._lock:
+            self.requests.append(path)
+
+    def recorded(self) -> list[str]:
+        """Snapshot of the request paths so far."""
+        with self._lock:
+            return list(self.requests)
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("IndexServer is not running")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def index_url(self) -> str:
+        """The ``/simple`` URL to hand to ``--index-url``."""
+        return f"{self.url}/simple"
+
+    def start(self) -> IndexServer:
+        if self._httpd is not None:
+            return self
+        handler = functools.partial(
+            _RecordingHandler, directory=str(self.directory), server_ref=self
+        )
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = True
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, name="IndexServer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, thread = self._httpd, self._thread
+        self._httpd = self._thread = None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> IndexServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``os.environ`` without ``PIP_*``/``UV_*`` settings, isolated from user config files.
+
+    Loopback is added to ``NO_PROXY`` so a local ``IndexServer`` is never reached via a proxy.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(
+        {
+            "PIP_CONFIG_FILE": os.devnull,
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "UV_PYTHON_DOWNLOADS": "never",
+            "UV_NO_CONFIG": "1",
+        }
+    )
+    no_proxy = ",".join(
+        filter(None, [env.get("NO_PROXY") or env.get("no_proxy"), "127.0.0.1", "localhost"])
+    )
+    env["NO_PROXY"] = env["no_proxy"] = no_proxy
+    env.update(extra or {})
+    return env
