@@ -37,7 +37,7 @@ def test_no_matching_target_exits_2_and_lists_targets(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert OTHER.name in result.stderr
-    assert "%d.%d" % sys.version_info[:2] in result.stderr
+    assert "{}.{}".format(*sys.version_info[:2]) in result.stderr
     assert result.stderr.count("\n") == 1
 
 
