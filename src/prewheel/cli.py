@@ -18,7 +18,7 @@ from prewheel.emit.script import SCRIPT, render_install_script
 from prewheel.errors import InputError, InstallCheckError, PrewheelError, VerifyError
 from prewheel.index import IndexOptions
 from prewheel.interpreters import find_interpreter, runs_here
-from prewheel.report import reporting_to
+from prewheel.report import reporter, reporting_to
 from prewheel.targets import parse_targets
 from prewheel.verify import InstallResult, install_check, network_can_be_cut, verify
 from prewheel.wheelhouse import check_folder, read_manifest, write_atomic
@@ -107,7 +107,9 @@ def _list(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
-def _config(opts: dict[str, Any], *, need_requirements: bool = True) -> pipeline.Config:
+def _config(
+    opts: dict[str, Any], *, need_requirements: bool = True, need_targets: bool = True
+) -> pipeline.Config:
     defaults = _project_defaults()
 
     def pick(key: str, fallback: Any = None) -> Any:
@@ -121,7 +123,8 @@ def _config(opts: dict[str, Any], *, need_requirements: bool = True) -> pipeline
         raise InputError(
             "no requirements file: pass -r requirements.in (or set requirements in [tool.prewheel])"
         )
-    targets = parse_targets(list(_list(pick("targets") or pick("target"))))
+    specs = list(_list(pick("targets") or pick("target")))
+    targets = parse_targets(specs) if specs or need_targets else []
     index = IndexOptions(
         index_url=pick("index_url"),
         extra_index_urls=_list(pick("extra_index_url")),
@@ -273,21 +276,10 @@ def lock(as_json: bool, verbose: bool, **opts: Any) -> None:
 @_resolving
 def fetch(as_json: bool, verbose: bool, **opts: Any) -> None:
     """Download the wheels that the wheelhouse's locks name, and write the manifest."""
-    config = (
-        _config(opts, need_requirements=False) if opts.get("targets") else _config_no_targets(opts)
-    )
+    config = _config(opts, need_requirements=False, need_targets=False)
     with reporting_to(StderrReporter(verbose)):
         summary = pipeline.fetch_only(config)
     _emit(summary.to_dict()) if as_json else _table(summary)
-
-
-def _config_no_targets(opts: dict[str, Any]) -> pipeline.Config:
-    try:
-        return _config(opts, need_requirements=False)
-    except InputError:
-        defaults = {**opts, "targets": ("host",)}
-        config = _config(defaults, need_requirements=False)
-        return pipeline.Config(**{**config.__dict__, "targets": ()})
 
 
 @cli.command(name="verify")
@@ -344,8 +336,6 @@ def _install_checks(folder: Path, names: Sequence[str]) -> list[InstallResult]:
     assert manifest is not None
     env = dict(os.environ)
     cut = network_can_be_cut(env)
-    from prewheel.report import reporter
-
     if not cut:
         reporter().warn(
             "cannot cut the network here (unshare -n needs root); installing with --no-index only"

@@ -18,7 +18,7 @@ from prewheel.fetch import Cache, Fetched, fetch
 from prewheel.index import FileRef, IndexOptions
 from prewheel.report import reporter
 from prewheel.requirements import read_requirements
-from prewheel.targets import Target
+from prewheel.targets import Target, parse_target
 from prewheel.verify import VerifyReport, verify
 
 
@@ -223,8 +223,6 @@ def read_plans(wheelhouse: Path, targets: Sequence[Target], cache: Cache) -> lis
 
 
 def _locked_targets(wheelhouse: Path) -> list[Target]:
-    from prewheel.targets import parse_target
-
     out: list[Target] = []
     for path in sorted(wheelhouse.glob("pylock.*.toml")):
         out.append(parse_target(path.name.removeprefix("pylock.").removesuffix(".toml")))
