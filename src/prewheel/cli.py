@@ -297,8 +297,7 @@ def verify_cmd(
     """Prove offline that every target's set is complete and intact."""
     folder = Path(wheelhouse)
     names = [t.name for t in parse_targets(list(targets))] if targets else []
-    reporter = StderrReporter(verbose)
-    with reporting_to(reporter):
+    with reporting_to(StderrReporter(verbose)):
         report = verify(folder, names)
         installs = _install_checks(folder, names) if install and report.ok else []
     data = {

@@ -4,6 +4,7 @@ and the choice of the best file of a release for a target."""
 from __future__ import annotations
 
 import base64
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -61,6 +62,10 @@ class IndexOptions:
         for url in self.extra_index_urls:
             args += ["--extra-index-url", url]
         for location in self.find_links:
+            # uv runs in a scratch folder: a folder named relative to the user's cwd is made
+            # absolute here, and only here, so that no output records the host path.
+            if "://" not in location:
+                location = os.path.abspath(location)
             args += ["--find-links", location]
         return args
 

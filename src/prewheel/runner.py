@@ -38,13 +38,14 @@ def run(
     check: bool = True,
     timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `cmd`, log it, and raise ToolError with the tail of its output if it fails."""
+    """Run `cmd` with `env` cleaned of the host's pip/uv configuration, log it, and raise
+    ToolError with the tail of its output if it fails."""
     args = [str(part) for part in cmd]
     reporter().detail(f"$ {redact_text(shlex.join(args))}")
     try:
         result = subprocess.run(
             args,
-            env=dict(env),
+            env=clean_env(env),
             cwd=cwd,
             capture_output=True,
             text=True,
