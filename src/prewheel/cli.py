@@ -17,10 +17,9 @@ from prewheel import __version__, pipeline
 from prewheel.emit.script import SCRIPT, render_install_script
 from prewheel.errors import InputError, InstallCheckError, PrewheelError, VerifyError
 from prewheel.index import IndexOptions
-from prewheel.interpreters import find_interpreter, runs_here
-from prewheel.report import reporter, reporting_to
+from prewheel.report import reporting_to
 from prewheel.targets import parse_targets
-from prewheel.verify import InstallResult, install_check, network_can_be_cut, verify
+from prewheel.verify import install_checks, verify
 from prewheel.wheelhouse import check_folder, read_manifest, write_atomic
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -299,7 +298,7 @@ def verify_cmd(
     names = [t.name for t in parse_targets(list(targets))] if targets else []
     with reporting_to(StderrReporter(verbose)):
         report = verify(folder, names)
-        installs = _install_checks(folder, names) if install and report.ok else []
+        installs = install_checks(folder, names, os.environ) if install and report.ok else []
     data = {
         "wheelhouse": str(folder),
         "ok": report.ok and all(r.ok for r in installs),
@@ -313,9 +312,14 @@ def verify_cmd(
         for problem in report.problems:
             click.echo(f"problem: {problem}", err=True)
         for result in installs:
-            state = "ok" if result.ok else "FAILED"
-            net = "network cut" if result.network_cut else "network NOT cut"
-            click.echo(f"install {result.target}: {state} ({result.detail}; {net})")
+            net = (
+                ""
+                if result.state == "skipped"
+                else "; network cut"
+                if result.network_cut
+                else "; network NOT cut"
+            )
+            click.echo(f"install {result.target}: {result.state} ({result.detail}{net})")
         if report.ok:
             click.echo(f"verified {len(report.targets)} targets in {folder}: complete and intact")
     if not report.ok:
@@ -328,33 +332,6 @@ def verify_cmd(
         raise InstallCheckError(
             f"offline install of {failed[0].target} failed: {failed[0].detail}; see the lines above"
         )
-
-
-def _install_checks(folder: Path, names: Sequence[str]) -> list[InstallResult]:
-    manifest = read_manifest(folder)
-    assert manifest is not None
-    env = dict(os.environ)
-    cut = network_can_be_cut(env)
-    if not cut:
-        reporter().warn(
-            "cannot cut the network here (unshare -n needs root); installing with --no-index only"
-        )
-    results: list[InstallResult] = []
-    for entry in manifest.targets:
-        if names and entry.target.name not in names:
-            continue
-        python = find_interpreter(entry.target.python_version, env)
-        if python is None or not runs_here(entry.target):
-            why = (
-                "no local CPython " + entry.target.python_version
-                if python is None
-                else "this machine's platform cannot run it"
-            )
-            reporter().warn(f"{entry.target.name}: skipped the install check: {why}")
-            continue
-        reporter().step(f"installing {entry.target.name} offline with {python}")
-        results.append(install_check(folder, entry, python, env, cut_network=cut))
-    return results
 
 
 @cli.command()

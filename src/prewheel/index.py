@@ -74,7 +74,7 @@ class IndexOptions:
         return {
             "index_url": redact_url(self.index_url) if self.index_url else None,
             "extra_index_urls": [redact_url(u) for u in self.extra_index_urls],
-            "find_links": [redact_url(u) for u in self.find_links],
+            "find_links": [_shown_location(u) for u in self.find_links],
         }
 
     def origin_of(self, url: str | None) -> str:
@@ -108,6 +108,13 @@ class IndexOptions:
             token = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             return "Basic " + base64.b64encode(token.encode()).decode()
         return None
+
+
+def _shown_location(location: str) -> str:
+    """A find-links location fit for outputs: no credentials, no absolute host path."""
+    if "://" in location:
+        return redact_url(location)
+    return os.path.basename(location.rstrip("/")) if os.path.isabs(location) else location
 
 
 def _check_index_url(url: str, allow_insecure_http: bool) -> None:

@@ -26,6 +26,8 @@ from prewheel import runner
 from prewheel.emit.script import SCRIPT
 from prewheel.fetch import sha256_of
 from prewheel.index import wheel_rank
+from prewheel.interpreters import find_interpreter, runs_here
+from prewheel.report import reporter
 from prewheel.targets import Target
 from prewheel.wheelhouse import (
     MANIFEST,
@@ -253,18 +255,56 @@ def _without_marker(req: Requirement) -> Requirement:
 
 @dataclass(frozen=True)
 class InstallResult:
+    """The offline test install of one target: "ok", "failed" or "skipped" (and why)."""
+
     target: str
-    ok: bool
+    state: str
     detail: str
     network_cut: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.state != "failed"
 
     def to_dict(self) -> dict[str, object]:
         return {
             "target": self.target,
+            "state": self.state,
             "ok": self.ok,
             "detail": self.detail,
             "network_cut": self.network_cut,
         }
+
+
+def install_checks(
+    wheelhouse: Path, names: Sequence[str], env: Mapping[str, str]
+) -> list[InstallResult]:
+    """Install each target (or those in `names`) that a local interpreter can run."""
+    manifest = read_manifest(wheelhouse)
+    if manifest is None:
+        return []
+    cut = network_can_be_cut(env)
+    if not cut:
+        reporter().warn(
+            "cannot cut the network here (unshare -n needs root); installing with --no-index only"
+        )
+    results: list[InstallResult] = []
+    for entry in manifest.targets:
+        if names and entry.target.name not in names:
+            continue
+        python = find_interpreter(entry.target.python_version, env)
+        if python is None or not runs_here(entry.target):
+            why = (
+                f"no local CPython {entry.target.python_version} (pyenv or PATH)"
+                if python is None
+                else "this machine's platform cannot run it"
+            )
+            reporter().warn(f"{entry.target.name}: install check skipped: {why}")
+            results.append(InstallResult(entry.target.name, "skipped", why, False))
+            continue
+        reporter().step(f"installing {entry.target.name} offline with {python}")
+        results.append(install_check(wheelhouse, entry, python, env, cut_network=cut))
+    return results
 
 
 def install_check(
@@ -294,13 +334,13 @@ def install_check(
             check=False,
         )
         if install.returncode != 0:
-            return InstallResult(name, False, runner.tail(install), cut_network)
+            return InstallResult(name, "failed", runner.tail(install), cut_network)
         check = runner.run(
             [python, "-m", "pip", "check"], env=child_env, what="pip check", check=False
         )
         if check.returncode != 0:
-            return InstallResult(name, False, f"pip check: {runner.tail(check)}", cut_network)
-        return InstallResult(name, True, f"installed {len(entry.pins)} pins", cut_network)
+            return InstallResult(name, "failed", f"pip check: {runner.tail(check)}", cut_network)
+        return InstallResult(name, "ok", f"installed {len(entry.pins)} pins", cut_network)
 
 
 def network_can_be_cut(env: Mapping[str, str]) -> bool:

@@ -180,7 +180,11 @@ def _existing_parent(path: Path) -> Path:
 
 @contextlib.contextmanager
 def locked(wheelhouse: Path, timeout: float = 600.0) -> Iterator[None]:
-    """Hold the wheelhouse's lock; a second run waits for it, then gives up with a message."""
+    """Hold the wheelhouse's lock; a second run waits for it, then gives up with a message.
+
+    A folder that this call created is removed again if the run leaves nothing in it.
+    """
+    created = not wheelhouse.exists()
     wheelhouse.mkdir(parents=True, exist_ok=True)
     handle = (wheelhouse / _LOCKFILE).open("a")
     try:
@@ -205,6 +209,9 @@ def locked(wheelhouse: Path, timeout: float = 600.0) -> Iterator[None]:
         yield
     finally:
         handle.close()
+        if created and [p.name for p in wheelhouse.iterdir()] == [_LOCKFILE]:
+            (wheelhouse / _LOCKFILE).unlink()
+            wheelhouse.rmdir()
 
 
 def write_atomic(path: Path, text: str) -> None:

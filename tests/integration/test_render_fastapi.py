@@ -160,6 +160,7 @@ def test_verify_install_cuts_the_network(
     (result,) = data["installs"]
     assert result["target"] == TARGET
     assert result["ok"] is True, result
+    assert result["state"] == "ok", result
     assert result["network_cut"] is True
 
 
