@@ -15,7 +15,13 @@ import click
 
 from prewheel import __version__, pipeline
 from prewheel.emit.script import SCRIPT, render_install_script
-from prewheel.errors import InputError, InstallCheckError, PrewheelError, VerifyError
+from prewheel.errors import (
+    InputError,
+    InstallCheckError,
+    MissingWheelError,
+    PrewheelError,
+    VerifyError,
+)
 from prewheel.index import IndexOptions
 from prewheel.report import reporting_to
 from prewheel.targets import parse_targets
@@ -133,6 +139,9 @@ def _config(
     jobs = int(pick("jobs", 8))
     if jobs < 1:
         raise InputError(f"--jobs {jobs}: give 1 or more parallel downloads")
+    policy = str(pick("build_policy", "wheel-first"))
+    if policy not in ("wheel-first", "newest"):
+        raise InputError(f"build-policy {policy!r}: use wheel-first or newest")
     return pipeline.Config(
         output=Path(pick("output", "wheelhouse")),
         targets=tuple(targets),
@@ -143,6 +152,9 @@ def _config(
         uv=_uv(),
         jobs=jobs,
         upgrade=bool(opts.get("upgrade")),
+        allow_build=not pick("no_build", False),
+        build_policy=policy,
+        keep_build_deps=bool(pick("keep_build_deps", False)),
     )
 
 
@@ -228,6 +240,10 @@ def _table(summary: pipeline.Summary) -> None:
         f"{summary.downloaded} files downloaded ({_size(summary.downloaded_bytes)}), "
         f"{summary.cached} already at hand; wheelhouse: {summary.wheelhouse}"
     )
+    for failure in summary.failures:
+        click.echo(f"FAILED {failure}")
+        for line in failure.output.splitlines():
+            click.echo(f"    | {line}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -238,12 +254,41 @@ def cli() -> None:
 
 @cli.command()
 @_resolving
+@click.option(
+    "--no-build",
+    is_flag=True,
+    default=None,
+    help="Never build from sdist: a pin with no wheel is an error.",
+)
+@click.option(
+    "--build-policy",
+    type=click.Choice(["wheel-first", "newest"]),
+    help="wheel-first [default]: back off to a version with a wheel before building; "
+    "newest: build the newest allowed version from its sdist.",
+)
+@click.option(
+    "--keep-build-deps",
+    is_flag=True,
+    default=None,
+    help="Keep the build requirements and sdists in WHEELHOUSE/.build for offline rebuilds.",
+)
 def build(as_json: bool, verbose: bool, **opts: Any) -> None:
-    """Lock, fetch and verify the wheelhouse, and write install.sh."""
+    """Lock, build what the index lacks, fetch and verify the wheelhouse; write install.sh."""
     config = _config(opts)
     with reporting_to(StderrReporter(verbose, quiet=False)):
         summary = pipeline.build(config)
     _emit(summary.to_dict()) if as_json else _table(summary)
+    if summary.failures:
+        first = summary.failures[0]
+        more = (
+            f" (and {len(summary.failures) - 1} more, listed above)"
+            if len(summary.failures) > 1
+            else ""
+        )
+        raise MissingWheelError(
+            f"no wheel: {first}{more}; {first.target.name} keeps its previous state in "
+            f"{summary.wheelhouse}"
+        )
 
 
 @cli.command()

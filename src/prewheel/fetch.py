@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -165,10 +165,30 @@ def _place(
     cached = cache.get(ref.sha256)
     if cached is None:
         cached = _download(ref, cache, index, base, report)
-        how = "downloaded"
+        how = "downloaded" if urlsplit(ref.url or "").scheme in ("http", "https") else "copied"
     _copy_atomic(cached, final)
     (report.step if how == "downloaded" else report.detail)(f"{how} {ref.filename}")
     return Fetched(ref, how, final.stat().st_size)
+
+
+def into_cache(
+    ref: FileRef,
+    cache: Cache,
+    *,
+    index: IndexOptions = IndexOptions(),
+    extra: Path | None = None,
+) -> Path:
+    """The verified file of `ref` in the cache, downloaded if need be.
+
+    `extra` is a folder (such as a wheelhouse's kept build requirements) searched by
+    file name before the network; its file must still match the lock's hash.
+    """
+    cached = cache.get(ref.sha256)
+    if cached is not None:
+        return cached
+    if extra is not None and (extra / safe_filename(ref.filename)).is_file():
+        ref = replace(ref, url=None, path=str(extra / ref.filename))
+    return _download(ref, cache, index, None, reporter())
 
 
 def _copy_atomic(source: Path, final: Path) -> None:

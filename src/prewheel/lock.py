@@ -87,11 +87,13 @@ def resolve(
     *,
     previous: Path | None = None,
     upgrade: bool = False,
+    wheel_first: bool = True,
 ) -> Lock:
     """Resolve `requirements` for `target`, preferring versions that have a wheel for it.
 
     `previous` is an earlier `pylock.<target>.toml`; its pins are kept unless
-    `upgrade` (or the requirements) rule them out.
+    `upgrade` (or the requirements) rule them out. Without `wheel_first`, the newest
+    allowed versions are kept even where only an sdist has them.
     """
     with tempfile.TemporaryDirectory(prefix="prewheel-lock-") as tmp:
         out = Path(tmp) / "pylock.toml"
@@ -100,7 +102,7 @@ def resolve(
         only_binary: set[str] = set()
         impossible: dict[str, str] = {}
         pins = _compile(target, requirements, resolver, out, only_binary, upgrade)
-        while True:
+        while wheel_first:
             missing: list[str] = [
                 p.name
                 for p in pins
@@ -144,10 +146,7 @@ def resolve(
 def _why_no_wheel(pin: Pin, target: Target) -> str:
     if not pin.wheels and pin.sdist is None:
         return "the lock lists no file for it"
-    return (
-        f"no version that the requirements allow has a wheel for {target.name} "
-        "(only an sdist); build it from source or pick another target"
-    )
+    return f"no version that the requirements allow has a wheel for {target.name}, only an sdist"
 
 
 def _compile(

@@ -21,6 +21,7 @@ from prewheel.report import reporter
 from prewheel.targets import Target, parse_target
 
 MANIFEST = "manifest.json"
+BUILD_DEPS = ".build"  # kept build requirements and sdists (--keep-build-deps)
 FORMAT = 1
 _LOCKFILE = ".prewheel.lock"
 
@@ -44,8 +45,10 @@ class PinEntry:
     size: int
     index: str = "default"
     source: str = "index"
+    build: Mapping[str, Any] | None = None  # provenance of a wheel built here
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {"build": dict(self.build)} if self.build else {}
         return {
             "name": self.name,
             "version": self.version,
@@ -54,6 +57,7 @@ class PinEntry:
             "size": self.size,
             "source": self.source,
             "index": self.index,
+            **extra,
         }
 
     @classmethod
@@ -66,6 +70,7 @@ class PinEntry:
             size=int(data["size"]),
             index=str(data.get("index", "default")),
             source=str(data.get("source", "index")),
+            build=data.get("build"),
         )
 
     @classmethod

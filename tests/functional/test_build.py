@@ -133,7 +133,7 @@ def test_wheel_first_backs_off_to_the_newest_version_with_a_wheel(
     prewheel.ok("verify", out)
 
 
-def test_package_with_no_wheel_at_all_fails_and_leaves_the_wheelhouse(
+def test_no_build_with_an_sdist_only_pin_fails_and_leaves_the_wheelhouse(
     prewheel: Prewheel,
     local_index: LocalIndex,
     write_requirements: WriteRequirements,
@@ -151,12 +151,13 @@ def test_package_with_no_wheel_at_all_fails_and_leaves_the_wheelhouse(
         existing_wheelhouse,
         "--index-url",
         local_index.index_url,
+        "--no-build",
     )
 
     assert result.returncode == 6, result.stderr
     error = result.stderr.splitlines()[-1]
     assert error.startswith("prewheel: error:")
-    assert "demo-only-src" in error
+    assert "demo-only-src" in error and "--no-build" in error
     assert CP311 in error
     assert "Traceback" not in result.stderr
     assert snapshot(existing_wheelhouse) == before

@@ -24,7 +24,7 @@ def test_download_then_cache_then_present(tmp_path: Path) -> None:
     dest = tmp_path / "wh"
     dest.mkdir()
     ref = ref_for(source)
-    assert fetch([ref, ref], dest, cache)[ref.sha256].how == "downloaded"
+    assert fetch([ref, ref], dest, cache)[ref.sha256].how == "copied"
     assert fetch([ref], dest, cache)[ref.sha256].how == "present"
     (dest / source.name).unlink()
     assert fetch([ref], dest, cache)[ref.sha256].how == "cached"
