@@ -23,6 +23,7 @@ from prewheel.errors import (
     VerifyError,
 )
 from prewheel.index import IndexOptions
+from prewheel.merge import merge
 from prewheel.report import reporting_to
 from prewheel.targets import parse_targets
 from prewheel.verify import install_checks, verify
@@ -377,6 +378,37 @@ def verify_cmd(
         raise InstallCheckError(
             f"offline install of {failed[0].target} failed: {failed[0].detail}; see the lines above"
         )
+
+
+@cli.command(name="merge")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(), help="The merged wheelhouse.")
+@click.option(
+    "--allow-differing-versions",
+    is_flag=True,
+    help="Accept inputs that pin a package at different versions (for different targets).",
+)
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache.")
+@_common
+def merge_cmd(
+    inputs: Sequence[str],
+    output: str,
+    allow_differing_versions: bool,
+    cache_dir: str | None,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Combine wheelhouses built on different machines (one per platform) into one."""
+    config = pipeline.Config(
+        output=Path(output),
+        cache_dir=Path(cache_dir) if cache_dir else _cache_dir(),
+        env=dict(os.environ),
+    )
+    with reporting_to(StderrReporter(verbose)):
+        summary = merge(
+            [Path(i) for i in inputs], config, allow_differing_versions=allow_differing_versions
+        )
+    _emit(summary.to_dict()) if as_json else _table(summary)
 
 
 @cli.command()

@@ -65,6 +65,7 @@ class PlanFile:
     ref: FileRef
     provenance: Provenance | None = None
     fresh: bool = False  # built by this run, not taken from the build cache
+    origin: str | None = None  # the index it came from, when already known
 
 
 @dataclass(frozen=True)
@@ -383,9 +384,8 @@ def _entry(plan: Plan, got: Mapping[str, Fetched], index: IndexOptions) -> wh.Ta
                 )
             )
         else:
-            pins.append(
-                wh.PinEntry.from_ref(name, item.version, ref, size, index.origin_of(ref.url))
-            )
+            origin = item.origin or index.origin_of(ref.url)
+            pins.append(wh.PinEntry.from_ref(name, item.version, ref, size, origin))
     return wh.TargetEntry(plan.target, tuple(pins), plan.requirements)
 
 

@@ -156,7 +156,9 @@ def _verify_target(
     )
     problems.extend(
         Problem(target.name, file, message)
-        for file, message in _check_closure(manifest.requirements, target, pins, metadata)
+        for file, message in _check_closure(
+            entry.requirements or manifest.requirements, target, pins, metadata
+        )
     )
     return problems
 

@@ -84,10 +84,14 @@ class TargetEntry:
     pins: tuple[PinEntry, ...]
     requirements: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, roots: Sequence[str] = ()) -> dict[str, Any]:
+        """The target's record; its requirements only where they differ from `roots`,
+        the manifest's (as after merging wheelhouses built from different files)."""
+        own = {"requirements": list(self.requirements)} if tuple(roots) != self.requirements else {}
         return {
             "python": self.target.python_version,
             "platform": self.target.platform,
+            **own,
             "pins": [p.to_dict() for p in sorted(self.pins, key=lambda p: p.name)],
         }
 
@@ -131,7 +135,7 @@ class Manifest:
             "requirements": list(self.requirements),
             "indexes": dict(self.indexes),
             "targets": {
-                t.target.name: t.to_dict()
+                t.target.name: t.to_dict(self.requirements)
                 for t in sorted(self.targets, key=lambda t: t.target.name)
             },
             "files": dict(sorted(files.items())),
@@ -141,12 +145,17 @@ class Manifest:
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
         if data.get("format") != FORMAT:
             raise ValueError(f"format {data.get('format')!r} is not {FORMAT}")
+        roots = tuple(str(r) for r in data.get("requirements", []))
         targets = tuple(
-            TargetEntry(parse_target(name), tuple(PinEntry.from_dict(p) for p in body["pins"]))
+            TargetEntry(
+                parse_target(name),
+                tuple(PinEntry.from_dict(p) for p in body["pins"]),
+                tuple(str(r) for r in body.get("requirements", roots)),
+            )
             for name, body in data["targets"].items()
         )
         return cls(
-            requirements=tuple(str(r) for r in data.get("requirements", [])),
+            requirements=roots,
             targets=targets,
             indexes=dict(data.get("indexes") or {}),
         )
