@@ -208,6 +208,8 @@ def _build_request(
         if hit is not None:
             done.append(_served(request, target, hit, reused=True))
             pending.remove(target)
+    if done and builder.keep_build_deps:
+        _keep_for_cached(sdist, done[0].provenance, builder)
     if not pending:
         return done, fails
     try:
@@ -540,6 +542,17 @@ def _keep(requires: Sequence[str], sdist_path: Path, filename: str, builder: Bui
             args += ["--extra-index-url", url]
         runner.run([*args, *requires], env=builder.env, what="keeping build requirements")
     shutil.copyfile(sdist_path, builder.build_deps / filename)
+
+
+def _keep_for_cached(sdist: FileRef, provenance: Provenance, builder: Builder) -> None:
+    """--keep-build-deps for a wheel taken from the build cache: keep what built it."""
+    if builder.build_deps is None or (builder.build_deps / sdist.filename).is_file():
+        return
+    try:
+        path = into_cache(sdist, builder.cache, index=builder.index)
+        _keep(provenance.build_requires, path, sdist.filename, builder)
+    except PrewheelError as exc:
+        reporter().warn(f"could not keep the build requirements of {sdist.filename}: {exc}")
 
 
 def _full_version(env_dir: Path) -> str:
