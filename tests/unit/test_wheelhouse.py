@@ -100,3 +100,16 @@ def test_prune_removes_only_unlisted_wheels_and_leftovers(tmp_path: Path) -> Non
     removed = prune(tmp_path, manifest)
     assert removed == [".part-abc", "old-0.1-py3-none-any.whl"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "zeta-1.0-py3-none-any.whl"]
+
+
+def test_targets_keep_their_own_requirements_only_where_they_differ(tmp_path: Path) -> None:
+    own = TargetEntry(parse_target("cp39-manylinux_2_17_x86_64"), entry().pins, ("zeta<2",))
+    manifest = Manifest(("zeta", "alpha-pkg>=2"), (entry(), own))
+    data = manifest.to_dict()
+    assert "requirements" not in data["targets"][TARGET.name]
+    assert data["targets"]["cp39-manylinux_2_17_x86_64"]["requirements"] == ["zeta<2"]
+    write_manifest(tmp_path, manifest)
+    again = read_manifest(tmp_path)
+    assert again is not None
+    assert again.entry("cp39-manylinux_2_17_x86_64").requirements == ("zeta<2",)  # type: ignore[union-attr]
+    assert again.entry(TARGET.name).requirements == ("zeta", "alpha-pkg>=2")  # type: ignore[union-attr]
