@@ -166,18 +166,141 @@ PyMODINIT_FUNC PyInit__speedups(void) {
 """
 
 
+INTREE_BACKEND = "intree_backend"
+
+# A PEP 517 backend shipped inside the sdist (backend-path), stdlib only and runnable on
+# Python 3.9, so building needs no setuptools from an index. It packs PKG-INFO and the
+# tree under src/ into a pure py3-none-any wheel with a RECORD; zip times come from
+# SOURCE_DATE_EPOCH (clamped to 1980), so a rebuild of the same sdist gives the same bytes.
+_INTREE_BACKEND_PY = """\
+import base64
+import hashlib
+import os
+import re
+import sys
+import tarfile
+import time
+import zipfile
+
+FAIL_WITH = @FAIL_WITH@
+
+
+def _pkg_info():
+    with open("PKG-INFO", encoding="utf-8") as handle:
+        return handle.read()
+
+
+def _dist_and_version(text):
+    name = re.search(r"^Name: *(.+)$", text, re.M).group(1).strip()
+    version = re.search(r"^Version: *(.+)$", text, re.M).group(1).strip()
+    return re.sub(r"[-_.]+", "_", name).lower(), version.replace("-", "_")
+
+
+def _epoch():
+    return max(int(os.environ.get("SOURCE_DATE_EPOCH") or 0), 315532800)
+
+
+def _digest(data):
+    raw = hashlib.sha256(data).digest()
+    return "sha256=" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _fail():
+    if FAIL_WITH is not None:
+        print("running build_ext")
+        sys.stderr.write(FAIL_WITH + "\\n")
+        sys.stderr.flush()
+        raise SystemExit(1)
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def get_requires_for_build_sdist(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    _fail()
+    metadata = _pkg_info()
+    dist, version = _dist_and_version(metadata)
+    info = "%s-%s.dist-info" % (dist, version)
+    payload = []
+    for root, dirs, files in os.walk("src"):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            with open(path, "rb") as handle:
+                payload.append((os.path.relpath(path, "src").replace(os.sep, "/"), handle.read()))
+    payload.sort()
+    wheel = "Wheel-Version: 1.0\\nGenerator: intree_backend\\nRoot-Is-Purelib: true\\n"
+    wheel += "Tag: py3-none-any\\n"
+    payload.append((info + "/METADATA", metadata.encode("utf-8")))
+    payload.append((info + "/WHEEL", wheel.encode("utf-8")))
+    record = "".join("%s,%s,%d\\n" % (p, _digest(d), len(d)) for p, d in payload)
+    payload.append((info + "/RECORD", (record + info + "/RECORD,,\\n").encode("utf-8")))
+    filename = "%s-%s-py3-none-any.whl" % (dist, version)
+    stamp = time.gmtime(_epoch())[:6]
+    with zipfile.ZipFile(os.path.join(wheel_directory, filename), "w") as archive:
+        for path, data in payload:
+            entry = zipfile.ZipInfo(path, date_time=stamp)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16
+            entry.create_system = 3
+            archive.writestr(entry, data)
+    return filename
+
+
+def build_sdist(sdist_directory, config_settings=None):
+    dist, version = _dist_and_version(_pkg_info())
+    top = "%s-%s" % (dist, version)
+    filename = top + ".tar.gz"
+    paths = []
+    for root, dirs, files in os.walk("."):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        paths += [os.path.normpath(os.path.join(root, name)) for name in files]
+
+    def reset(entry):
+        entry.mtime = _epoch()
+        entry.uid = entry.gid = 0
+        entry.uname = entry.gname = ""
+        return entry
+
+    with tarfile.open(os.path.join(sdist_directory, filename), "w:gz") as archive:
+        for path in sorted(paths):
+            archive.add(path, arcname=top + "/" + path.replace(os.sep, "/"), filter=reset)
+    return filename
+"""
+
+
 def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _pyproject(
-    name: str, version: str, requires_dist: Sequence[str], requires_python: str | None
+    name: str,
+    version: str,
+    requires_dist: Sequence[str],
+    requires_python: str | None,
+    backend: str = "setuptools",
 ) -> str:
     deps = "".join(f"    {_toml_str(req)},\n" for req in requires_dist)
+    if backend == "intree":
+        build_system = [
+            "[build-system]",
+            "requires = []",
+            f"build-backend = {_toml_str(INTREE_BACKEND)}",
+            'backend-path = ["_backend"]',
+        ]
+    else:
+        build_system = [
+            "[build-system]",
+            'requires = ["setuptools>=61"]',
+            'build-backend = "setuptools.build_meta"',
+        ]
     lines = [
-        "[build-system]",
-        'requires = ["setuptools>=61"]',
-        'build-backend = "setuptools.build_meta"',
+        *build_system,
         "",
         "[project]",
         f"name = {_toml_str(name)}",
@@ -186,7 +309,8 @@ def _pyproject(
     ]
     if requires_python is not None:
         lines.append(f"requires-python = {_toml_str(requires_python)}")
-    lines += ["", "[tool.setuptools.packages.find]", 'where = ["src"]']
+    if backend != "intree":
+        lines += ["", "[tool.setuptools.packages.find]", 'where = ["src"]']
     return "\n".join(lines) + "\n"
 
 
@@ -207,22 +331,41 @@ def make_sdist(
     requires_dist: Sequence[str] = (),
     pure: bool = True,
     requires_python: str | None = None,
+    backend: str = "setuptools",
+    fail_with: str | None = None,
 ) -> Path:
-    """Write a setuptools-backed ``{dist}-{version}.tar.gz`` into ``dest_dir``.
+    """Write ``{dist}-{version}.tar.gz`` into ``dest_dir``; setuptools-backed by default.
 
     The package lives at ``src/<dist>/``. With ``pure=False`` a ``setup.py`` adds the C
     extension ``<dist>._speedups``, so building it needs a compiler and Python headers.
+
+    With ``backend="intree"`` the sdist builds with no requirements at all: its
+    pyproject names the stdlib-only backend ``intree_backend`` shipped in ``_backend/``
+    (``backend-path``), which writes a pure ``py3-none-any`` wheel. ``fail_with`` makes
+    that backend's ``build_wheel`` print the message on stderr and exit 1, as a build
+    that misses a system library does.
+
     Output is byte-for-byte reproducible for identical arguments.
     """
+    if backend not in ("setuptools", "intree"):
+        raise ValueError(f"backend {backend!r}: use 'setuptools' or 'intree'")
+    if backend == "intree" and not pure:
+        raise ValueError("the in-tree backend builds pure wheels only")
+    if fail_with is not None and backend != "intree":
+        raise ValueError("fail_with needs backend='intree'")
     dist = dist_name(name)
     fversion = _file_version(version)
     top = f"{dist}-{fversion}"
 
     members: dict[str, str] = {
         "PKG-INFO": _core_metadata(name, version, requires_dist, requires_python),
-        "pyproject.toml": _pyproject(name, version, requires_dist, requires_python),
+        "pyproject.toml": _pyproject(name, version, requires_dist, requires_python, backend),
         f"src/{dist}/__init__.py": f'__version__ = "{version}"\n',
     }
+    if backend == "intree":
+        members[f"_backend/{INTREE_BACKEND}.py"] = _INTREE_BACKEND_PY.replace(
+            "@FAIL_WITH@", repr(fail_with)
+        )
     if not pure:
         members[f"src/{dist}/_speedups.c"] = _SPEEDUPS_C
         members["setup.py"] = (

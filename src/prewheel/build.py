@@ -210,6 +210,12 @@ def _build_request(
             pending.remove(target)
     if done and builder.keep_build_deps:
         _keep_for_cached(sdist, done[0].provenance, builder)
+    # The cache shows that this sdist compiles to a platform wheel: a target this machine
+    # cannot build for fails now, without compiling it again only to find that out.
+    known = _platform_wheel_cached(builder.cache, sdist.sha256)
+    if known is not None:
+        for target in [t for t in pending if not _buildable_here(t, builder)]:
+            fail([target], _why_not_served(target, known, builder))
     if not pending:
         return done, fails
     try:
@@ -357,6 +363,16 @@ def _cached(cache: Cache, sdist_sha256: str, target: Target) -> Path | None:
         record = slot / "provenance.json"
         wheels = sorted(slot.glob("*.whl")) if record.is_file() else []
         if len(wheels) == 1 and wheel_rank(wheels[0].name, target.tag_priority()) is not None:
+            return wheels[0]
+    return None
+
+
+def _platform_wheel_cached(cache: Cache, sdist_sha256: str) -> Path | None:
+    """A platform wheel that an earlier run built from this sdist, if any."""
+    root = cache.root / "built" / sdist_sha256
+    for slot in sorted(root.iterdir()) if root.is_dir() else ():
+        wheels = sorted(slot.glob("*.whl")) if (slot / "provenance.json").is_file() else []
+        if len(wheels) == 1 and not _is_pure(wheels[0]):
             return wheels[0]
     return None
 

@@ -181,13 +181,23 @@ def into_cache(
     """The verified file of `ref` in the cache, downloaded if need be.
 
     `extra` is a folder (such as a wheelhouse's kept build requirements) searched by
-    file name before the network; its file must still match the lock's hash.
+    file name before the network; its file must still match the lock's hash, and one
+    that does not is passed over for the lock's own address.
     """
     cached = cache.get(ref.sha256)
     if cached is not None:
         return cached
     if extra is not None and (extra / safe_filename(ref.filename)).is_file():
-        ref = replace(ref, url=None, path=str(extra / ref.filename))
+        kept = replace(ref, url=None, path=str(extra / ref.filename))
+        try:
+            return _download(kept, cache, index, None, reporter())
+        except DownloadError:
+            if not (ref.url or ref.path):
+                raise
+            reporter().warn(
+                f"the kept {ref.filename} in {extra} does not match the lock's sha256 "
+                "(damaged or replaced); downloading it again"
+            )
     return _download(ref, cache, index, None, reporter())
 
 

@@ -234,7 +234,12 @@ def build(config: Config) -> Summary:
         plans, failures = build_missing(config, plans)
         failed = {f.target.name for f in failures}
         landing = [p for p in plans if p.target.name not in failed]
-        summary = materialize(config, landing, keep_previous=failed)
+        # Nothing lands: the wheelhouse stays as it was, and a new one is not made at all.
+        summary = (
+            materialize(config, landing, keep_previous=failed)
+            if landing
+            else Summary(config.output, (), 0, 0, 0)
+        )
     names = [p.target.name for p in landing]
     report = verify(config.output, names) if names else VerifyReport(())
     if not report.ok:

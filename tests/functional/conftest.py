@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.helpers import CP311, EXT_ABI3, EXT_ARM, EXT_X86, LocalIndex, Prewheel
+from tests.functional.helpers import (
+    CP311,
+    EXT_ABI3,
+    EXT_ARM,
+    EXT_X86,
+    PG_CONFIG_ERROR,
+    LocalIndex,
+    Prewheel,
+)
 from tests.localindex import IndexServer, make_sdist, make_wheel, write_simple_index
 
 
@@ -37,6 +45,12 @@ def _make_packages(dist: Path) -> list[Path]:
         make_sdist(dist, "demo-fast", "2.0"),
         # No wheel at any version.
         make_sdist(dist, "demo-only-src", "1.0"),
+        # Built from sdist by prewheel itself: in-tree backends need nothing from an index.
+        make_sdist(dist, "demo-src", "1.0", backend="intree", requires_dist=["demo-lib>=1"]),
+        make_sdist(dist, "demo-broken", "1.0", backend="intree", fail_with=PG_CONFIG_ERROR),
+        # --build-policy newest: 2.0 is an sdist only, 1.0 has a wheel.
+        make_wheel(dist, "demo-fresh", "1.0"),
+        make_sdist(dist, "demo-fresh", "2.0", backend="intree"),
     ]
 
 

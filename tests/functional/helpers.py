@@ -19,6 +19,8 @@ EXT_X86 = "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"
 EXT_ARM = "cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64"
 EXT_ABI3 = "cp39-abi3-manylinux_2_17_x86_64"
 RUN_TIMEOUT = 180
+# What psycopg2's build prints on a machine without the PostgreSQL client headers.
+PG_CONFIG_ERROR = "Error: pg_config executable not found."
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from prewheel.errors import DownloadError
-from prewheel.fetch import Cache, fetch, safe_filename
+from prewheel.fetch import Cache, fetch, into_cache, safe_filename
 from prewheel.index import FileRef
 from tests.localindex import IndexServer, make_wheel
 
@@ -84,3 +84,20 @@ def test_missing_http_file_is_a_download_error(tmp_path: Path) -> None:
 def test_file_names_that_escape_are_refused(name: str) -> None:
     with pytest.raises(DownloadError, match="not a plain file name"):
         safe_filename(name)
+
+
+def test_into_cache_prefers_a_kept_copy_and_passes_over_a_damaged_one(tmp_path: Path) -> None:
+    source = make_wheel(tmp_path / "src", "demo", "1.0")
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / source.name).write_bytes(source.read_bytes())
+    ref = ref_for(source)
+    # The kept copy serves even when the lock's own address is gone.
+    gone = ref_for(source, path=str(tmp_path / "gone" / source.name))
+    assert into_cache(gone, Cache(tmp_path / "c1"), extra=kept).read_bytes() == source.read_bytes()
+
+    (kept / source.name).write_bytes(b"damaged")
+    got = into_cache(ref, Cache(tmp_path / "c2"), extra=kept)
+    assert got.read_bytes() == source.read_bytes()
+    with pytest.raises(DownloadError, match="does not match"):
+        into_cache(ref_for(source, path=""), Cache(tmp_path / "c3"), extra=kept)

@@ -222,6 +222,74 @@ def test_sdist_builds_a_wheel(tmp_path: Path, pure: bool) -> None:
     assert wheel.name.endswith("-py3-none-any.whl") == pure
 
 
+def _build_wheel(sdist: Path, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "-o", str(out), str(sdist)],
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(importlib.util.find_spec("build") is None, reason="needs build")
+def test_intree_sdist_builds_a_reproducible_pure_wheel(tmp_path: Path) -> None:
+    sdist = make_sdist(tmp_path, "Demo.Src", "1.0", backend="intree", requires_dist=["six"])
+    members = sdist_members(sdist)
+    pyproject = tomllib.loads(members["demo_src-1.0/pyproject.toml"])
+    assert pyproject["build-system"] == {
+        "requires": [],
+        "build-backend": "intree_backend",
+        "backend-path": ["_backend"],
+    }
+    assert "demo_src-1.0/_backend/intree_backend.py" in members
+
+    wheels = []
+    for n, epoch in enumerate(["1700000000", "1700000000", "1600000000"]):
+        result = _build_wheel(sdist, tmp_path / f"out{n}", SOURCE_DATE_EPOCH=epoch)
+        assert result.returncode == 0, result.stderr
+        (wheel,) = (tmp_path / f"out{n}").glob("*.whl")
+        wheels.append(wheel)
+    assert wheels[0].name == "demo_src-1.0-py3-none-any.whl"
+    assert sha256_of(wheels[0]) == sha256_of(wheels[1])
+    assert sha256_of(wheels[0]) != sha256_of(wheels[2])  # the times come from the epoch
+
+    with zipfile.ZipFile(wheels[0]) as zf:
+        assert zf.getinfo("demo_src/__init__.py").date_time == (2023, 11, 14, 22, 13, 20)
+        metadata = zf.read("demo_src-1.0.dist-info/METADATA").decode()
+        assert "Name: Demo.Src" in metadata and "Requires-Dist: six" in metadata
+        assert "Tag: py3-none-any" in zf.read("demo_src-1.0.dist-info/WHEEL").decode()
+        rows = list(csv.reader(io.StringIO(zf.read("demo_src-1.0.dist-info/RECORD").decode())))
+        assert sorted(r[0] for r in rows) == sorted(zf.namelist())
+        for path, digest, size in rows:
+            if path.endswith("/RECORD"):
+                continue
+            data = zf.read(path)
+            raw = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            assert (digest, size) == (f"sha256={raw.decode()}", str(len(data))), path
+
+
+@pytest.mark.skipif(importlib.util.find_spec("build") is None, reason="needs build")
+def test_intree_sdist_can_fail_with_a_message(tmp_path: Path) -> None:
+    message = "Error: pg_config executable not found."
+    sdist = make_sdist(tmp_path, "broken", "1.0", backend="intree", fail_with=message)
+
+    result = _build_wheel(sdist, tmp_path / "out")
+
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not list((tmp_path / "out").glob("*.whl"))
+
+
+def test_make_sdist_rejects_impossible_backend_options(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        make_sdist(tmp_path, "x", "1.0", backend="flit")
+    with pytest.raises(ValueError):
+        make_sdist(tmp_path, "x", "1.0", backend="intree", pure=False)
+    with pytest.raises(ValueError):
+        make_sdist(tmp_path, "x", "1.0", fail_with="boom")
+
+
 def test_simple_index_layout(tmp_path: Path) -> None:
     built = tmp_path / "built"
     wheel = make_wheel(built, "My.Cool-Pkg", "1.0", requires_python=">=3.8,<4")
