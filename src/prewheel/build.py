@@ -276,7 +276,7 @@ def _why_not_served(target: Target, wheel: Path, builder: Builder) -> str:
         libc = "glibc" if target.libc == "glibc" else "musl"
         return (
             f"it compiles to a platform wheel ({wheel.name}) and this machine cannot build "
-            f"for {target.platform}; build it on a {target.arch}/{libc} machine and combine "
+            f"for {target.platform}; build it on an {target.arch}/{libc} machine and combine "
             "the wheelhouses with prewheel merge, or drop that target"
         )
     return (

@@ -287,8 +287,8 @@ def build(as_json: bool, verbose: bool, **opts: Any) -> None:
             else ""
         )
         raise MissingWheelError(
-            f"no wheel: {first}{more}; {first.target.name} keeps its previous state in "
-            f"{summary.wheelhouse}"
+            f"no wheel: {first}{more}; {first.target.name} was not written to "
+            f"{summary.wheelhouse} (its earlier state there, if any, is kept)"
         )
 
 

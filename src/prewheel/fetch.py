@@ -206,6 +206,7 @@ def _copy_atomic(source: Path, final: Path) -> None:
     os.close(fd)
     try:
         shutil.copyfile(source, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a wheelhouse is read by other users
         os.replace(tmp, final)
     finally:
         if os.path.exists(tmp):

@@ -114,6 +114,7 @@ class Summary:
     cached: int
     removed: tuple[str, ...] = ()
     verify: VerifyReport | None = None
+    built: int = 0  # wheels built by this run, each counted once however many targets use it
     failures: tuple[BuildFailure, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +126,7 @@ class Summary:
                 "downloaded": self.downloaded,
                 "downloaded_bytes": self.downloaded_bytes,
                 "cached": self.cached,
-                "built": sum(t.built for t in self.targets),
+                "built": self.built,
                 "sdist_only": sum(t.sdist_only for t in self.targets),
                 "size": sum(t.size for t in self.targets),
             },
@@ -172,7 +173,7 @@ def lock_targets(config: Config, roots: Sequence[str], *, allow_build: bool) -> 
         for item in result.sdist_only:
             line = f"{item.name} {item.version} for {target.name}: {item.reason}"
             if allow_build:
-                reporter().step(f"{line}; building it")
+                reporter().step(f"{line}; it will be built from its sdist")
             else:
                 reporter().warn(line)
             missing.append(line)
@@ -424,4 +425,5 @@ def _summarize(
         sum(f.size for f in downloaded),
         len(fetched_all) - len(downloaded),
         removed,
+        built=len(fresh),
     )

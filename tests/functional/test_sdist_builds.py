@@ -111,6 +111,7 @@ def test_sdist_only_pin_is_built_once_and_pinned_by_its_own_hash(
     rows = _by_target(built_src.summary)
     assert rows[CP311]["built"] == 1
     assert rows[CP39]["built"] == 1
+    assert built_src.summary["total"]["built"] == 1, "one pure wheel serves both targets"
     assert sorted(p.name for p in out.glob("*.whl")) == [
         "demo_lib-1.2-py3-none-any.whl",
         BUILT,

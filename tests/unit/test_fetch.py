@@ -101,3 +101,11 @@ def test_into_cache_prefers_a_kept_copy_and_passes_over_a_damaged_one(tmp_path: 
     assert got.read_bytes() == source.read_bytes()
     with pytest.raises(DownloadError, match="does not match"):
         into_cache(ref_for(source, path=""), Cache(tmp_path / "c3"), extra=kept)
+
+
+def test_wheels_land_readable_by_everyone(tmp_path: Path) -> None:
+    source = make_wheel(tmp_path / "src", "demo", "1.0")
+    dest = tmp_path / "wh"
+    dest.mkdir()
+    fetch([ref_for(source)], dest, Cache(tmp_path / "cache"))
+    assert (dest / source.name).stat().st_mode & 0o777 == 0o644
