@@ -308,7 +308,7 @@ def _any_interpreter(targets: Sequence[Target], builder: Builder) -> Path | None
 def _fit(wheel: Path, provenance: Provenance, target: Target, builder: Builder) -> Path | _Failed:
     """The cached wheel (repaired if need be) that serves `target`, or why none does."""
     sha = provenance.sdist_sha256
-    if wheel_rank(wheel.name, target.tag_priority()) is not None:
+    if wheel_rank(wheel.name, target.tag_priority()) is not None and not _is_linux_only(wheel):
         return _store(
             builder.cache, sha, "any" if _is_pure(wheel) else target.name, wheel, provenance
         )
@@ -334,6 +334,13 @@ def _served(request: BuildRequest, target: Target, wheel: Path, reused: bool = F
         path=str(wheel),
     )
     return Built(request.name, request.version, target, ref, provenance, reused)
+
+
+def _is_linux_only(wheel: Path) -> bool:
+    """A `linux_*` wheel runs only where it was built: it must go through auditwheel,
+    even for a captured target whose pip accepts `linux_*` tags."""
+    _, _, _, tags = parse_wheel_filename(wheel.name)
+    return any(tag.platform.startswith("linux_") for tag in tags)
 
 
 def _is_pure(wheel: Path) -> bool:

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
-from prewheel import __version__, pipeline
-from prewheel.emit.script import SCRIPT, render_install_script
+from prewheel import __version__, capture, pipeline
+from prewheel.emit.script import SCRIPT, write_scripts
 from prewheel.errors import (
     InputError,
     InstallCheckError,
@@ -380,6 +380,39 @@ def verify_cmd(
         )
 
 
+@cli.group()
+def target() -> None:
+    """Describe a deploy machine's interpreter as a target (tags and markers)."""
+
+
+@target.command(name="capture")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the JSON to FILE.")
+def target_capture(output: str | None) -> None:
+    """Print this interpreter's marker environment and wheel tags as target JSON.
+
+    Use the file with `prewheel build -t FILE.json`.
+    """
+    text = json.dumps(capture.capture(), indent=2, sort_keys=True) + "\n"
+    if output:
+        write_atomic(Path(output), text)
+        click.echo(output)
+    else:
+        click.echo(text, nl=False)
+
+
+@target.command(name="script")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the script to FILE.")
+def target_script(output: str | None) -> None:
+    """Print a stand-alone Python script that captures a target where prewheel is not
+    installed (it needs only the standard library, and pip if present)."""
+    text = Path(capture.__file__).read_text(encoding="utf-8")
+    if output:
+        write_atomic(Path(output), text)
+        click.echo(output)
+    else:
+        click.echo(text, nl=False)
+
+
 @cli.command(name="merge")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(), help="The merged wheelhouse.")
@@ -423,8 +456,7 @@ def script(wheelhouse: str) -> None:
         raise InputError(f"{exc}; run prewheel build") from exc
     if manifest is None:
         raise InputError(f"{folder} has no manifest.json; run prewheel build first")
-    write_atomic(folder / SCRIPT, render_install_script([e.target for e in manifest.targets]))
-    (folder / SCRIPT).chmod(0o755)
+    write_scripts(folder, [e.target for e in manifest.targets])
     click.echo(str(folder / SCRIPT))
 
 

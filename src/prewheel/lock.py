@@ -95,6 +95,10 @@ def resolve(
     `upgrade` (or the requirements) rule them out. Without `wheel_first`, the newest
     allowed versions are kept even where only an sdist has them.
     """
+    reporter().detail(
+        f"{target.name}: uv resolves for --python-platform {target.uv_platform}; "
+        f"files are then chosen by the target's own {len(target.tags())} tags"
+    )
     with tempfile.TemporaryDirectory(prefix="prewheel-lock-") as tmp:
         out = Path(tmp) / "pylock.toml"
         if previous is not None and previous.is_file() and not upgrade:
@@ -163,7 +167,7 @@ def _compile(
         "compile",
         requirements.resolve(),
         "--python-version",
-        target.python_version,
+        target.python_full_version if target.captured else target.python_version,
         "--python-platform",
         target.uv_platform,
         "--format",
@@ -181,7 +185,11 @@ def _compile(
     if upgrade:
         cmd.append("--upgrade")
     result = runner.run(
-        cmd, env=resolver.env, what=f"uv pip compile for {target.name}", cwd=out.parent, check=False
+        cmd,
+        env={**resolver.env, **target.uv_environment()},
+        what=f"uv pip compile for {target.name}",
+        cwd=out.parent,
+        check=False,
     )
     if result.returncode != 0:
         raise _classify(target, requirements, result.stderr)

@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 from prewheel import lock as locking
 from prewheel import wheelhouse as wh
 from prewheel.build import Builder, BuildFailure, BuildRequest, Provenance, build_wheels
-from prewheel.emit.script import SCRIPT, render_install_script
+from prewheel.emit.script import write_scripts
 from prewheel.errors import MissingWheelError, VerifyError, WheelhouseError
 from prewheel.fetch import Cache, Fetched, fetch
 from prewheel.index import FileRef, IndexOptions
@@ -351,8 +351,7 @@ def materialize(
     for entry in entries:
         wh.write_target(out, entry)
     every = tuple(entries + kept)
-    wh.write_atomic(out / SCRIPT, render_install_script([e.target for e in every]))
-    (out / SCRIPT).chmod(0o755)
+    write_scripts(out, [e.target for e in every])
     roots = plans[0].requirements if plans else (previous.requirements if previous else ())
     manifest = wh.Manifest(roots, every, config.index.to_dict())
     wh.write_manifest(out, manifest)

@@ -18,7 +18,7 @@ from prewheel import __version__
 from prewheel.errors import WheelhouseError
 from prewheel.index import FileRef
 from prewheel.report import reporter
-from prewheel.targets import Target, parse_target
+from prewheel.targets import Target, captured_target, parse_target
 
 MANIFEST = "manifest.json"
 BUILD_DEPS = ".build"  # kept build requirements and sdists (--keep-build-deps)
@@ -87,7 +87,11 @@ class TargetEntry:
     def to_dict(self, roots: Sequence[str] = ()) -> dict[str, Any]:
         """The target's record; its requirements only where they differ from `roots`,
         the manifest's (as after merging wheelhouses built from different files)."""
-        own = {"requirements": list(self.requirements)} if tuple(roots) != self.requirements else {}
+        own: dict[str, Any] = {}
+        if tuple(roots) != self.requirements:
+            own["requirements"] = list(self.requirements)
+        if self.target.captured is not None:
+            own["captured"] = self.target.capture_dict()
         return {
             "python": self.target.python_version,
             "platform": self.target.platform,
@@ -148,7 +152,9 @@ class Manifest:
         roots = tuple(str(r) for r in data.get("requirements", []))
         targets = tuple(
             TargetEntry(
-                parse_target(name),
+                captured_target(body["captured"], f"manifest target {name}")
+                if "captured" in body
+                else parse_target(name),
                 tuple(PinEntry.from_dict(p) for p in body["pins"]),
                 tuple(str(r) for r in body.get("requirements", roots)),
             )

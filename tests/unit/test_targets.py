@@ -79,7 +79,9 @@ def test_markers_are_the_targets_not_the_hosts() -> None:
     "spec",
     [
         "cp311",
-        "cp311-win_amd64",
+        "cp311-win32",
+        "cp311-macosx_10_9_arm64",
+        "cp311-macosx_11_0_ppc",
         "py311-manylinux_2_17_x86_64",
         "cp311-manylinux_2_17_riscv64",
         "cp311-manylinux_2_4_x86_64",
@@ -115,3 +117,33 @@ def test_host_is_the_running_interpreter() -> None:
     tags = target.tags()
     assert all(isinstance(t, Tag) for t in tags)
     assert all(parse_tag(str(t)) == {t} for t in tags[:50])
+
+
+def test_windows_targets_have_windows_markers() -> None:
+    target = parse_target("cp312-win_amd64")
+    assert target.name == "cp312-win_amd64"
+    markers = target.markers()
+    assert markers["sys_platform"] == "win32"
+    assert markers["os_name"] == "nt"
+    assert markers["platform_machine"] == "AMD64"
+    assert target.uv_platform == "x86_64-pc-windows-msvc"
+    names = [str(t) for t in target.tags()]
+    assert names[0] == "cp312-cp312-win_amd64" and "py3-none-any" in names
+    assert not any("linux" in n for n in names)
+
+
+def test_macos_targets_accept_older_and_universal_wheels() -> None:
+    target = parse_target("cp312-macosx_11_0_arm64")
+    assert target.markers()["sys_platform"] == "darwin"
+    assert target.uv_platform == "aarch64-apple-darwin"
+    assert target.uv_environment() == {"MACOSX_DEPLOYMENT_TARGET": "11.0"}
+    platforms = target.platforms()
+    assert platforms[0] == "macosx_11_0_arm64"
+    assert "macosx_10_9_universal2" in platforms
+    assert "macosx_12_0_arm64" not in platforms
+
+
+@pytest.mark.parametrize("minor", range(8, 15))
+def test_every_supported_python_parses(minor: int) -> None:
+    target = parse_target(f"cp3{minor}-manylinux_2_28_aarch64")
+    assert str(target.tags()[0]) == f"cp3{minor}-cp3{minor}-manylinux_2_28_aarch64"
