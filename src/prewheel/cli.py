@@ -140,6 +140,9 @@ def _config(
     jobs = int(pick("jobs", 8))
     if jobs < 1:
         raise InputError(f"--jobs {jobs}: give 1 or more parallel downloads")
+    engine = str(pick("resolver", "uv"))
+    if engine not in ("uv", "pip-tools"):
+        raise InputError(f"resolver {engine!r}: use uv or pip-tools")
     policy = str(pick("build_policy", "wheel-first"))
     if policy not in ("wheel-first", "newest"):
         raise InputError(f"build-policy {policy!r}: use wheel-first or newest")
@@ -154,6 +157,9 @@ def _config(
         jobs=jobs,
         upgrade=bool(opts.get("upgrade")),
         allow_build=not pick("no_build", False),
+        resolver_engine=engine,
+        locked=bool(pick("locked", False)),
+        allow_additions=bool(pick("allow_additions", False)),
         build_policy=policy,
         keep_build_deps=bool(pick("keep_build_deps", False)),
     )
@@ -213,6 +219,24 @@ def _resolving(func: F) -> F:
             "--upgrade",
             is_flag=True,
             help="Re-resolve to the newest allowed versions instead of keeping pins.",
+        ),
+        click.option(
+            "--resolver",
+            type=click.Choice(["uv", "pip-tools"]),
+            help="uv [default] resolves for any target; pip-tools (pip-compile) only for the "
+            "running interpreter's own platform.",
+        ),
+        click.option(
+            "--locked",
+            is_flag=True,
+            default=None,
+            help="-r is a fully pinned lock (e.g. pip-compile output): keep every pin.",
+        ),
+        click.option(
+            "--allow-additions",
+            is_flag=True,
+            default=None,
+            help="With --locked: add packages a target's markers need that the file lacks.",
         ),
         click.option(
             "--cache-dir",

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from packaging.pylock import PackageSdist, PackageWheel, Pylock, PylockValidationError
+from packaging.tags import platform_tags
 from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
 
 from prewheel import runner
-from prewheel.errors import IndexUnreachableError, ResolutionError, ToolError
+from prewheel.errors import (
+    IndexUnreachableError,
+    InputError,
+    RequirementsError,
+    ResolutionError,
+    ToolError,
+)
 from prewheel.index import FileRef, IndexOptions, choose_wheel, redact_text
 from prewheel.report import reporter
+from prewheel.requirements import read_requirements
 from prewheel.targets import Target
 
 _NETWORK_SIGNS = (
@@ -65,6 +75,8 @@ class Lock:
     pins: tuple[Pin, ...]
     sdist_only: tuple[SdistOnly, ...] = ()
     backed_off: tuple[str, ...] = field(default=())
+    added: tuple[str, ...] = ()  # --locked --allow-additions: pins the file lacked
+    annotated: str | None = None  # pip-compile's own output, with its annotations
 
     def pin(self, name: str) -> Pin | None:
         wanted = canonicalize_name(name)
@@ -73,11 +85,15 @@ class Lock:
 
 @dataclass(frozen=True)
 class Resolver:
-    """How to run uv: the binary, the environment it runs in, the indexes."""
+    """How to resolve: the engine ("uv" or "pip-tools"), uv's binary, the environment
+    tools run in, the indexes, and whether the input is an existing lock."""
 
     uv: Path
     env: Mapping[str, str]
     index: IndexOptions = IndexOptions()
+    engine: str = "uv"
+    locked: bool = False
+    allow_additions: bool = False
 
 
 def resolve(
@@ -99,14 +115,31 @@ def resolve(
         f"{target.name}: uv resolves for --python-platform {target.uv_platform}; "
         f"files are then chosen by the target's own {len(target.tags())} tags"
     )
+    if resolver.engine == "pip-tools":
+        _check_pip_tools_target(target)
+    locked = _read_locked(requirements) if resolver.locked else None
+    annotated: list[str] = []
+
+    def compile_(only_binary: set[str]) -> tuple[Pin, ...]:
+        if resolver.engine == "pip-tools":
+            return _compile_pip_tools(
+                target, requirements, resolver, out, only_binary, upgrade, annotated
+            )
+        return _compile(target, requirements, resolver, out, only_binary, upgrade)
+
     with tempfile.TemporaryDirectory(prefix="prewheel-lock-") as tmp:
         out = Path(tmp) / "pylock.toml"
-        if previous is not None and previous.is_file() and not upgrade:
+        if previous is not None and previous.is_file() and not upgrade and locked is None:
             shutil.copyfile(previous, out)
         only_binary: set[str] = set()
         impossible: dict[str, str] = {}
-        pins = _compile(target, requirements, resolver, out, only_binary, upgrade)
-        while wheel_first:
+        pins = compile_(only_binary)
+        added: tuple[str, ...] = ()
+        if locked is not None:
+            pins, added = _hold_to_lock(
+                target, requirements, pins, locked, resolver.allow_additions
+            )
+        while wheel_first and locked is None:
             missing: list[str] = [
                 p.name
                 for p in pins
@@ -120,18 +153,14 @@ def resolve(
                 f"{target.name}: no wheel for {', '.join(missing)}; looking for versions that have one"
             )
             try:
-                pins = _compile(
-                    target, requirements, resolver, out, only_binary | set(missing), upgrade
-                )
+                pins = compile_(only_binary | set(missing))
                 only_binary |= set(missing)
                 continue
             except ResolutionError:
                 pass
             for name in missing:
                 try:
-                    pins = _compile(
-                        target, requirements, resolver, out, only_binary | {name}, upgrade
-                    )
+                    pins = compile_(only_binary | {name})
                     only_binary.add(name)
                 except ResolutionError as exc:
                     impossible[name] = str(exc)
@@ -144,7 +173,143 @@ def resolve(
         for name in backed:
             pin = next(p for p in pins if p.name == name)
             reporter().detail(f"{target.name}: {name} {pin.version} chosen for its wheel")
-        return Lock(target, pins, sdist_only, backed)
+        return Lock(target, pins, sdist_only, backed, added, annotated[-1] if annotated else None)
+
+
+def _check_pip_tools_target(target: Target) -> None:
+    """pip-compile evaluates markers for the interpreter it runs on: only that one."""
+    here = (sys.version_info[0], sys.version_info[1])
+    native = target.captured is None and target.system == "linux" and target.python == here
+    if native and target.platform in set(platform_tags()):
+        return
+    raise InputError(
+        f"{target.name}: --resolver pip-tools resolves only for this machine's own Python "
+        f"(CPython {here[0]}.{here[1]} here), because pip-compile evaluates markers for the "
+        "machine it runs on; use the default --resolver uv for other targets"
+    )
+
+
+def _compile_pip_tools(
+    target: Target,
+    requirements: Path,
+    resolver: Resolver,
+    out: Path,
+    only_binary: set[str],
+    upgrade: bool,
+    annotated: list[str],
+) -> tuple[Pin, ...]:
+    """Resolve with pip-compile, then list each pin's files for the target with uv."""
+    compiled = out.parent / "requirements.txt"
+    cmd: list[str | Path] = [
+        sys.executable,
+        "-m",
+        "piptools",
+        "compile",
+        requirements.name,
+        "--output-file",
+        compiled,
+        "--generate-hashes",
+        "--no-header",
+        "--quiet",
+        "--annotation-style",
+        "line",
+        "--strip-extras",
+    ]
+    if resolver.index.index_url:
+        cmd += ["--index-url", resolver.index.index_url]
+    for url in resolver.index.extra_index_urls:
+        cmd += ["--extra-index-url", url]
+    for location in resolver.index.find_links:
+        cmd += ["--find-links", location if "://" in location else str(Path(location).resolve())]
+    if only_binary:
+        cmd += ["--pip-args", f"--only-binary={','.join(sorted(only_binary))}"]
+    if upgrade:
+        cmd.append("--upgrade")
+    result = runner.run(
+        cmd,
+        env=resolver.env,
+        what=f"pip-compile for {target.name}",
+        cwd=requirements.parent,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ResolutionError(
+            f"{target.name}: pip-compile could not resolve {requirements}: "
+            f"{runner.tail(result, 2)}; fix the requirements or use --resolver uv"
+        )
+    text = compiled.read_text(encoding="utf-8")
+    annotated.append(text)
+    pinned = read_requirements(compiled)
+    exact = out.parent / "pinned.txt"
+    exact.write_text("".join(f"{line.requirement}\n" for line in pinned), encoding="utf-8")
+    pins = _compile(target, exact, resolver, out, only_binary, upgrade=False, no_deps=True)
+    hashes = {canonicalize_name(line.requirement.name): line.hashes for line in pinned}
+    return tuple(_only_hashed(pin, hashes.get(pin.name, frozenset())) for pin in pins)
+
+
+def _only_hashed(pin: Pin, hashes: frozenset[str]) -> Pin:
+    """The pin with only the files whose sha256 the other tool's lock lists."""
+    if not hashes:
+        return pin
+    wheels = tuple(w for w in pin.wheels if w.sha256 in hashes)
+    sdist = pin.sdist if pin.sdist is not None and pin.sdist.sha256 in hashes else None
+    return replace(pin, wheels=wheels, sdist=sdist)
+
+
+@dataclass(frozen=True)
+class _LockedPin:
+    version: str
+    hashes: frozenset[str]
+    where: str
+
+
+def _read_locked(requirements: Path) -> dict[str, _LockedPin]:
+    """The pins of a fully pinned file (--locked): every line `name==version`."""
+    out: dict[str, _LockedPin] = {}
+    for line in read_requirements(requirements):
+        specs = list(line.requirement.specifier)
+        if len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
+            raise RequirementsError(
+                f"{line.path}:{line.line}: {line.requirement} is not pinned with ==; --locked "
+                "takes a fully pinned file such as pip-compile output"
+            )
+        out[canonicalize_name(line.requirement.name)] = _LockedPin(
+            specs[0].version, line.hashes, f"{line.path.name}:{line.line}"
+        )
+    return out
+
+
+def _hold_to_lock(
+    target: Target,
+    requirements: Path,
+    pins: tuple[Pin, ...],
+    locked: Mapping[str, _LockedPin],
+    allow_additions: bool,
+) -> tuple[tuple[Pin, ...], tuple[str, ...]]:
+    """Check the resolution against the locked file: same pins, files among its hashes,
+    and nothing new unless `allow_additions`."""
+    kept: list[Pin] = []
+    added: list[str] = []
+    for pin in pins:
+        entry = locked.get(pin.name)
+        if entry is None:
+            added.append(f"{pin.name} {pin.version}")
+            kept.append(pin)
+            continue
+        if Version(pin.version) != Version(entry.version):
+            raise ResolutionError(
+                f"{target.name}: {pin.name} resolved to {pin.version} but {entry.where} pins "
+                f"{entry.version}; the locked file is not consistent, regenerate it"
+            )
+        kept.append(_only_hashed(pin, entry.hashes))
+    if added and not allow_additions:
+        raise ResolutionError(
+            f"{target.name}: {requirements.name} lacks {', '.join(added)}, which this target's "
+            "markers require; add them to the file, or pass --allow-additions"
+        )
+    for item in added:
+        reporter().warn(f"{target.name}: added {item}, which {requirements.name} lacks")
+    return tuple(kept), tuple(added)
 
 
 def _why_no_wheel(pin: Pin, target: Target) -> str:
@@ -160,6 +325,7 @@ def _compile(
     out: Path,
     only_binary: set[str],
     upgrade: bool,
+    no_deps: bool = False,
 ) -> tuple[Pin, ...]:
     cmd: list[str | Path] = [
         resolver.uv,
@@ -184,6 +350,8 @@ def _compile(
         cmd += ["--only-binary", name]
     if upgrade:
         cmd.append("--upgrade")
+    if no_deps:
+        cmd.append("--no-deps")
     result = runner.run(
         cmd,
         env={**resolver.env, **target.uv_environment()},

@@ -37,12 +37,22 @@ class Config:
     uv: Path = Path("uv")
     jobs: int = 8
     upgrade: bool = False
+    resolver_engine: str = "uv"  # or "pip-tools", for the running environment only
+    locked: bool = False  # the requirements file is an existing, fully pinned lock
+    allow_additions: bool = False
     allow_build: bool = True
     build_policy: str = "wheel-first"  # or "newest": build the newest version from its sdist
     keep_build_deps: bool = False
 
     def resolver(self) -> locking.Resolver:
-        return locking.Resolver(self.uv, self.env, self.index)
+        return locking.Resolver(
+            self.uv,
+            self.env,
+            self.index,
+            engine=self.resolver_engine,
+            locked=self.locked,
+            allow_additions=self.allow_additions,
+        )
 
     def builder(self) -> Builder:
         return Builder(
@@ -77,6 +87,7 @@ class Plan:
     files: tuple[PlanFile, ...]
     backed_off: tuple[str, ...] = ()
     sdist_only: tuple[locking.Pin, ...] = ()
+    annotated: str | None = None  # pip-compile's output, kept beside the locks
 
 
 @dataclass(frozen=True)
@@ -183,7 +194,9 @@ def lock_targets(config: Config, roots: Sequence[str], *, allow_build: bool) -> 
             if (ref := pin.wheel_for(target)) is not None
         )
         unserved = tuple(p for p in result.pins if p.wheel_for(target) is None)
-        plans.append(Plan(target, tuple(roots), files, result.backed_off, unserved))
+        plans.append(
+            Plan(target, tuple(roots), files, result.backed_off, unserved, result.annotated)
+        )
     if missing and not allow_build:
         more = f" (and {len(missing) - 1} more, listed above)" if len(missing) > 1 else ""
         raise MissingWheelError(
@@ -350,6 +363,12 @@ def materialize(
     kept = [e for e in (previous.targets if previous else ()) if e.target.name in keep_previous]
     for entry in entries:
         wh.write_target(out, entry)
+    for plan in plans:
+        compiled = out / f"pip-compile.{plan.target.name}.txt"
+        if plan.annotated is not None:
+            wh.write_atomic(compiled, plan.annotated)
+        else:
+            compiled.unlink(missing_ok=True)
     every = tuple(entries + kept)
     write_scripts(out, [e.target for e in every])
     roots = plans[0].requirements if plans else (previous.requirements if previous else ())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ class RequirementLine:
     requirement: Requirement
     path: Path
     line: int
+    hashes: frozenset[str] = frozenset()  # sha256 digests from --hash options
 
     def __str__(self) -> str:
         return str(self.requirement)
@@ -65,15 +67,30 @@ def _read(path: Path, seen: set[Path]) -> list[RequirementLine]:
         if line.startswith("-"):
             out.extend(_option(path, number, line, seen))
             continue
+        text, hashes = _split_hashes(path, number, line)
         try:
-            req = Requirement(line)
+            req = Requirement(text)
         except InvalidRequirement as exc:
             first = str(exc).splitlines()[0]
             raise RequirementsError(
                 f"{path}:{number}: malformed requirement {line!r} ({first}); {_SHAPE}"
             ) from exc
-        out.append(RequirementLine(req, path, number))
+        out.append(RequirementLine(req, path, number, hashes))
     return out
+
+
+def _split_hashes(path: Path, number: int, line: str) -> tuple[str, frozenset[str]]:
+    """A requirement line without its `--hash=sha256:...` options, and those digests."""
+    text, *options = re.split(r"\s+--hash[=\s]+", line)
+    hashes: set[str] = set()
+    for option in options:
+        algorithm, _, digest = option.strip().partition(":")
+        if algorithm != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise RequirementsError(
+                f"{path}:{number}: bad --hash {option.strip()!r}; prewheel takes sha256:<64 hex digits>"
+            )
+        hashes.add(digest)
+    return text.strip(), frozenset(hashes)
 
 
 def _option(path: Path, number: int, line: str, seen: set[Path]) -> list[RequirementLine]:

@@ -323,7 +323,11 @@ def prune(wheelhouse: Path, manifest: Manifest, stale_targets: Sequence[Target] 
             path.unlink(missing_ok=True)
             removed.append(path.name)
     for target in stale_targets:
-        for name in (pylock_name(target), requirements_name(target)):
+        for name in (
+            pylock_name(target),
+            requirements_name(target),
+            f"pip-compile.{target.name}.txt",
+        ):
             if (wheelhouse / name).exists():
                 (wheelhouse / name).unlink()
                 removed.append(name)
