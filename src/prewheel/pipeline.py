@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ from prewheel.index import FileRef, IndexOptions
 from prewheel.interpreters import find_interpreter
 from prewheel.report import reporter
 from prewheel.requirements import read_requirements
-from prewheel.targets import Target, parse_target
+from prewheel.targets import Target, captured_target, parse_target
 from prewheel.verify import VerifyReport, verify
 
 
@@ -328,9 +329,14 @@ def _located(ref: FileRef, wheelhouse: Path, cache: Cache) -> FileRef:
 
 
 def _locked_targets(wheelhouse: Path) -> list[Target]:
+    """The targets whose locks are in the wheelhouse, captured ones with their own tags."""
     out: list[Target] = []
     for path in sorted(wheelhouse.glob("pylock.*.toml")):
-        out.append(parse_target(path.name.removeprefix("pylock.").removesuffix(".toml")))
+        tool = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("prewheel", {})
+        if "captured" in tool:
+            out.append(captured_target(json.loads(tool["captured"]), str(path)))
+        else:
+            out.append(parse_target(path.name.removeprefix("pylock.").removesuffix(".toml")))
     return out
 
 

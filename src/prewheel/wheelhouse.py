@@ -302,6 +302,9 @@ def render_pylock(entry: TargetEntry) -> str:
         f"target = {_toml_str(target.name)}",
         f"requirements = [{', '.join(_toml_str(r) for r in entry.requirements)}]",
     ]
+    if target.captured is not None:
+        # A captured target cannot be rebuilt from its name: keep its description.
+        out.append(f"captured = {_toml_str(json.dumps(target.capture_dict(), sort_keys=True))}")
     return "\n".join(out) + "\n"
 
 
