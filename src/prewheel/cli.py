@@ -140,6 +140,9 @@ def _config(
     jobs = int(pick("jobs", 8))
     if jobs < 1:
         raise InputError(f"--jobs {jobs}: give 1 or more parallel downloads")
+    timeout = float(pick("timeout", 60.0))
+    if timeout <= 0:
+        raise InputError(f"--timeout {timeout}: give a number of seconds above 0")
     engine = str(pick("resolver", "uv"))
     if engine not in ("uv", "pip-tools"):
         raise InputError(f"resolver {engine!r}: use uv or pip-tools")
@@ -155,6 +158,7 @@ def _config(
         env=dict(os.environ),
         uv=_uv(),
         jobs=jobs,
+        timeout=timeout,
         upgrade=bool(opts.get("upgrade")),
         allow_build=not pick("no_build", False),
         resolver_engine=engine,
@@ -215,6 +219,11 @@ def _resolving(func: F) -> F:
             help="Accept a plain-http index on a host that is not loopback.",
         ),
         click.option("-j", "--jobs", type=int, help="Parallel downloads [default: 8]."),
+        click.option(
+            "--timeout",
+            type=float,
+            help="Seconds a download may stall before it is retried [default: 60].",
+        ),
         click.option(
             "--upgrade",
             is_flag=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -21,8 +22,8 @@ from prewheel.index import FileRef, IndexOptions, redact_url
 from prewheel.report import Reporter, reporter
 
 _CHUNK = 1 << 16
-_ATTEMPTS = 3
-_TIMEOUT = 60.0
+ATTEMPTS = 3  # tries per file: a failing index is retried with backoff, then reported
+TIMEOUT = 60.0  # seconds without progress before a download attempt is abandoned
 _USER_AGENT = "prewheel"
 
 
@@ -122,6 +123,7 @@ def fetch(
     index: IndexOptions = IndexOptions(),
     jobs: int = 8,
     base: Path | None = None,
+    timeout: float = TIMEOUT,
 ) -> dict[str, Fetched]:
     """Place every file of `refs` in `dest`, verified; returns how each was got, by sha256.
 
@@ -136,39 +138,54 @@ def fetch(
         safe_filename(ref.filename)
     report = reporter()
     failures: list[str] = []
-    results: dict[str, Fetched] = {}
+    staged: dict[str, tuple[Path | None, str]] = {}
 
     def one(ref: FileRef) -> None:
         try:
-            results[ref.sha256] = _place(ref, dest, cache, index, base, report)
+            staged[ref.sha256] = _stage(ref, dest, cache, index, base, report, timeout)
         except DownloadError as exc:
             failures.append(str(exc))
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         list(pool.map(one, sorted(unique.values(), key=lambda r: r.filename)))
     if failures:
+        # Nothing is placed unless everything is at hand: the other files wait in the cache.
         failures.sort()
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         for line in failures:
             report.warn(line)
         raise DownloadError(f"{failures[0]}{more}")
+    results: dict[str, Fetched] = {}
+    for sha, (cached, how) in staged.items():
+        ref = unique[sha]
+        final = dest / ref.filename
+        if cached is not None:
+            _copy_atomic(cached, final)
+        results[sha] = Fetched(ref, how, final.stat().st_size)
     return results
 
 
-def _place(
-    ref: FileRef, dest: Path, cache: Cache, index: IndexOptions, base: Path | None, report: Reporter
-) -> Fetched:
+def _stage(
+    ref: FileRef,
+    dest: Path,
+    cache: Cache,
+    index: IndexOptions,
+    base: Path | None,
+    report: Reporter,
+    timeout: float = TIMEOUT,
+) -> tuple[Path | None, str]:
+    """The verified cache file to copy into `dest` (None: it is there already) and how
+    it was got: "present", "cached", "copied" (a local path) or "downloaded"."""
     final = dest / safe_filename(ref.filename)
     if final.is_file() and sha256_of(final) == ref.sha256:
-        return Fetched(ref, "present", final.stat().st_size)
+        return None, "present"
     how = "cached"
     cached = cache.get(ref.sha256)
     if cached is None:
-        cached = _download(ref, cache, index, base, report)
+        cached = _download(ref, cache, index, base, report, timeout)
         how = "downloaded" if urlsplit(ref.url or "").scheme in ("http", "https") else "copied"
-    _copy_atomic(cached, final)
     (report.step if how == "downloaded" else report.detail)(f"{how} {ref.filename}")
-    return Fetched(ref, how, final.stat().st_size)
+    return cached, how
 
 
 def into_cache(
@@ -214,7 +231,12 @@ def _copy_atomic(source: Path, final: Path) -> None:
 
 
 def _download(
-    ref: FileRef, cache: Cache, index: IndexOptions, base: Path | None, report: Reporter
+    ref: FileRef,
+    cache: Cache,
+    index: IndexOptions,
+    base: Path | None,
+    report: Reporter,
+    timeout: float = TIMEOUT,
 ) -> Path:
     source = ref.url or ref.path
     if not source:
@@ -222,16 +244,18 @@ def _download(
             f"{ref.filename}: the lock gives no URL or path; run prewheel lock again"
         )
     shown = redact_url(source)
-    for attempt in range(1, _ATTEMPTS + 1):
+    for attempt in range(1, ATTEMPTS + 1):
         try:
-            return cache.put(ref.sha256, lambda out: _stream(ref, source, out, index, base, report))
+            return cache.put(
+                ref.sha256, lambda out: _stream(ref, source, out, index, base, report, timeout)
+            )
         except _HashMismatch as exc:
             raise DownloadError(
                 f"{ref.filename}: sha256 {exc.got} from {shown} does not match the lock's "
                 f"{ref.sha256}; the index served a different file, refusing it"
             ) from exc
         except _Retryable as exc:
-            if attempt == _ATTEMPTS:
+            if attempt == ATTEMPTS:
                 raise DownloadError(
                     f"{ref.filename}: download from {shown} failed after {attempt} attempts "
                     f"({exc}); check the network or the index and run again"
@@ -247,11 +271,12 @@ def _stream(
     index: IndexOptions,
     base: Path | None,
     report: Reporter,
+    timeout: float = TIMEOUT,
 ) -> str:
     digest = hashlib.sha256()
     done = 0
     try:
-        with _open(source, index, base) as (handle, total):
+        with _Source(source, index, base, timeout) as (handle, total):
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
@@ -266,16 +291,16 @@ def _stream(
             f"{ref.filename}: {redact_url(source)} answered HTTP {exc.code}; "
             "the index no longer has this file, run prewheel lock --upgrade"
         ) from exc
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise _Retryable(str(getattr(exc, "reason", exc))) from exc
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
+        raise _Retryable(str(getattr(exc, "reason", exc)) or type(exc).__name__) from exc
     return digest.hexdigest()
 
 
-class _open:
+class _Source:
     """A readable stream and its announced length, for http(s), file:// and plain paths."""
 
-    def __init__(self, source: str, index: IndexOptions, base: Path | None) -> None:
-        self.source, self.index, self.base = source, index, base
+    def __init__(self, source: str, index: IndexOptions, base: Path | None, timeout: float) -> None:
+        self.source, self.index, self.base, self.timeout = source, index, base, timeout
         self._handle: BinaryIO | None = None
 
     def __enter__(self) -> tuple[BinaryIO, int | None]:
@@ -287,7 +312,7 @@ class _open:
             auth = self.index.authorization_for(self.source)
             if auth:
                 request.add_header("Authorization", auth)
-            response = urllib.request.urlopen(request, timeout=_TIMEOUT)  # noqa: S310
+            response = urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310
             self._handle = response
             length = response.headers.get("Content-Length")
             return response, int(length) if length and length.isdigit() else None

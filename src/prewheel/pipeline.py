@@ -16,7 +16,7 @@ from prewheel import wheelhouse as wh
 from prewheel.build import Builder, BuildFailure, BuildRequest, Provenance, build_wheels
 from prewheel.emit.script import write_scripts
 from prewheel.errors import MissingWheelError, VerifyError, WheelhouseError
-from prewheel.fetch import Cache, Fetched, fetch
+from prewheel.fetch import TIMEOUT, Cache, Fetched, fetch
 from prewheel.index import FileRef, IndexOptions
 from prewheel.interpreters import find_interpreter
 from prewheel.report import reporter
@@ -37,6 +37,7 @@ class Config:
     env: Mapping[str, str] = field(default_factory=dict)
     uv: Path = Path("uv")
     jobs: int = 8
+    timeout: float = TIMEOUT
     upgrade: bool = False
     resolver_engine: str = "uv"  # or "pip-tools", for the running environment only
     locked: bool = False  # the requirements file is an existing, fully pinned lock
@@ -363,7 +364,7 @@ def materialize(
         if ref.url:
             cache.remember_url(ref.sha256, ref.url)
     reporter().step(f"fetching {len({r.sha256 for r in refs})} files")
-    got = fetch(refs, out, cache, index=config.index, jobs=config.jobs)
+    got = fetch(refs, out, cache, index=config.index, jobs=config.jobs, timeout=config.timeout)
     previous = _previous_manifest(out)
     entries = [_entry(plan, got, config.index) for plan in plans]
     kept = [e for e in (previous.targets if previous else ()) if e.target.name in keep_previous]
