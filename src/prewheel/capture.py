@@ -20,7 +20,7 @@ import os
 import platform
 import sys
 import sysconfig
-from typing import Any, Dict, List, Tuple  # noqa: F401 - used by the type comments
+from typing import Any, Dict, List, Set, Tuple  # noqa: F401 - used by the type comments
 
 FORMAT = 1
 
@@ -65,25 +65,63 @@ def supported_tags():
     return [str(t) for t in tags.sys_tags()], "packaging"
 
 
+def _platforms():
+    # type: () -> List[str]
+    """Platform tags, best first; on glibc Linux every manylinux level down to the
+    oldest, as pip would list them (without pip, from the C library's own version)."""
+    plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+    if not plat.startswith("linux_"):
+        return [plat]
+    arch = plat[len("linux_") :]
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (AttributeError, ValueError, OSError):
+        libc = ""
+    parts = libc.split()[-1].split(".") if libc.startswith("glibc") else []
+    if len(parts) < 2 or parts[0] != "2":
+        return [plat]
+    floor = 5 if arch in ("x86_64", "i686") else 17
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    out = []
+    for minor in range(int(parts[1]), floor - 1, -1):
+        out.append("manylinux_2_{0}_{1}".format(minor, arch))
+        alias = legacy.get(minor)
+        if alias and (alias == "manylinux2014" or arch in ("x86_64", "i686")):
+            out.append("{0}_{1}".format(alias, arch))
+    return out + [plat]
+
+
 def _fallback_tags():
     # type: () -> List[str]
-    interpreter = "cp{0}{1}".format(*sys.version_info[:2])
-    plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
-    return [
-        "{0}-{0}-{1}".format(interpreter, plat),
-        "{0}-abi3-{1}".format(interpreter, plat),
-        "{0}-none-{1}".format(interpreter, plat),
-        "py3-none-{0}".format(plat),
-        "{0}-none-any".format(interpreter),
-        "py3-none-any",
-    ]
+    """The tags packaging.tags would list for this CPython, in its order."""
+    major, minor = sys.version_info[:2]
+    interpreter = "cp{0}{1}".format(major, minor)
+    platforms = _platforms()
+    out = ["{0}-{0}-{1}".format(interpreter, p) for p in platforms]
+    out += ["{0}-abi3-{1}".format(interpreter, p) for p in platforms]
+    out += ["{0}-none-{1}".format(interpreter, p) for p in platforms]
+    for older in range(minor - 1, 1, -1):
+        out += ["cp{0}{1}-abi3-{2}".format(major, older, p) for p in platforms]
+    for version in ["{0}{1}".format(major, minor), str(major)] + [
+        "{0}{1}".format(major, m) for m in range(minor - 1, -1, -1)
+    ]:
+        out += ["py{0}-none-{1}".format(version, p) for p in platforms]
+    out.append("{0}-none-any".format(interpreter))
+    out.append("py{0}{1}-none-any".format(major, minor))
+    out.append("py{0}-none-any".format(major))
+    out += ["py{0}{1}-none-any".format(major, m) for m in range(minor - 1, -1, -1)]
+    seen = set()  # type: Set[str]
+    return [t for t in out if not (t in seen or seen.add(t))]  # type: ignore[func-returns-value]
 
 
 def capture():
     # type: () -> Dict[str, Any]
     """The target description: markers, tags in order, and a name for file names."""
     tags, source = supported_tags()
-    platform_tag = tags[0].split("-")[-1] if tags else "unknown"
+    platforms = [t.split("-")[-1] for t in tags]
+    # Newer packaging ranks linux_* first; name the target by its portable platform.
+    portable = [p for p in platforms if not p.startswith("linux_")]
+    platform_tag = (portable or platforms or ["unknown"])[0]
     name = "cp{0}{1}-{2}".format(sys.version_info[0], sys.version_info[1], platform_tag)
     return {
         "prewheel_target": FORMAT,

@@ -127,12 +127,31 @@ def resolve(
             )
         return _compile(target, requirements, resolver, out, only_binary, upgrade)
 
+    def attempt(names: set[str]) -> tuple[Pin, ...] | None:
+        """The pins with `names` binary-only as well, if that resolves and gives each of
+        them a wheel for the target; else None, with the previous lock (uv's preferences)
+        put back. uv's platform may be broader than the target's tags (manylinux1,
+        musllinux_1_1, captured tags), so a wheel that uv accepts may still not fit."""
+        before, compiled = (out.read_bytes() if out.exists() else None), len(annotated)
+        try:
+            trial = compile_(only_binary | names)
+        except ResolutionError:
+            trial = None
+        if trial is not None and all(
+            p.wheel_for(target) is not None for p in trial if p.name in names
+        ):
+            return trial
+        if before is not None:
+            out.write_bytes(before)
+        del annotated[compiled:]
+        return None
+
     with tempfile.TemporaryDirectory(prefix="prewheel-lock-") as tmp:
         out = Path(tmp) / "pylock.toml"
         if previous is not None and previous.is_file() and not upgrade and locked is None:
             shutil.copyfile(previous, out)
         only_binary: set[str] = set()
-        impossible: dict[str, str] = {}
+        impossible: set[str] = set()
         pins = compile_(only_binary)
         added: tuple[str, ...] = ()
         if locked is not None:
@@ -152,18 +171,18 @@ def resolve(
             reporter().detail(
                 f"{target.name}: no wheel for {', '.join(missing)}; looking for versions that have one"
             )
-            try:
-                pins = compile_(only_binary | set(missing))
+            trial = attempt(set(missing))
+            if trial is not None:
+                pins = trial
                 only_binary |= set(missing)
                 continue
-            except ResolutionError:
-                pass
             for name in missing:
-                try:
-                    pins = compile_(only_binary | {name})
+                trial = attempt({name})
+                if trial is None:
+                    impossible.add(name)
+                else:
+                    pins = trial
                     only_binary.add(name)
-                except ResolutionError as exc:
-                    impossible[name] = str(exc)
         sdist_only = tuple(
             SdistOnly(p.name, p.version, _why_no_wheel(p, target))
             for p in pins
@@ -214,6 +233,10 @@ def _compile_pip_tools(
         "--annotation-style",
         "line",
         "--strip-extras",
+        # The output lands in the wheelhouse: no index URLs (credentials), no host paths.
+        "--no-emit-index-url",
+        "--no-emit-find-links",
+        "--no-emit-trusted-host",
     ]
     if resolver.index.index_url:
         cmd += ["--index-url", resolver.index.index_url]
@@ -301,7 +324,14 @@ def _hold_to_lock(
                 f"{target.name}: {pin.name} resolved to {pin.version} but {entry.where} pins "
                 f"{entry.version}; the locked file is not consistent, regenerate it"
             )
-        kept.append(_only_hashed(pin, entry.hashes))
+        held = _only_hashed(pin, entry.hashes)
+        if (pin.wheels or pin.sdist) and not (held.wheels or held.sdist):
+            raise ResolutionError(
+                f"{target.name}: none of the hashes that {entry.where} lists for {pin.name} "
+                f"{pin.version} matches a file that the index offers for this target; regenerate "
+                "the locked file with hashes for this platform, or check --index-url"
+            )
+        kept.append(held)
     if added and not allow_additions:
         raise ResolutionError(
             f"{target.name}: {requirements.name} lacks {', '.join(added)}, which this target's "

@@ -23,6 +23,7 @@ _PASSTHROUGH = (
     "--extra-index-url",
     "-f",
     "--find-links",
+    "--trusted-host",  # pip-compile writes it whenever it was given one
     "--no-index",
     "--only-binary",
     "--no-binary",

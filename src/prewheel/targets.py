@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from packaging.tags import (
-    InvalidTag,
     Tag,
     compatible_tags,
     cpython_tags,
@@ -353,15 +352,23 @@ def captured_target(data: Any, where: str = "captured target") -> Target:
         raise TargetError(f'{where}: "tags" must be a non-empty list of tag strings')
     try:
         tags = [parse_tag_one(t) for t in raw_tags]
-    except InvalidTag as exc:
+    except ValueError as exc:  # packaging >= 26.4 raises InvalidTag, a ValueError
         raise TargetError(f"{where}: bad tag ({exc})") from exc
+    except TargetError as exc:
+        raise TargetError(f"{where}: {exc}") from exc
     python_match = re.match(r"^3\.(\d+)$", str(markers["python_version"]))
     if python_match is None:
         raise TargetError(f"{where}: python_version {markers['python_version']!r} is not 3.X")
     python = (3, int(python_match.group(1)))
     base = _closest_named(python, [t.platform for t in tags])
     if base is None:
-        raise TargetError(f"{where}: none of its tags names a platform prewheel knows ({tags[0]})")
+        hint = ""
+        if str(data.get("source", "")).startswith("standard library"):
+            # Without packaging or pip the script cannot list manylinux/musllinux levels.
+            hint = "; it was captured without pip: install pip there and capture again"
+        raise TargetError(
+            f"{where}: none of its tags names a platform prewheel knows ({tags[0]}){hint}"
+        )
     name = str(data.get("name") or base.name)
     if not re.match(r"^[A-Za-z0-9_-]+$", name):
         raise TargetError(f"{where}: name {name!r} must be letters, digits, _ and - only")

@@ -19,6 +19,7 @@ from tests.functional.helpers import (
     EXT_ARM,
     EXT_X86,
     PG_CONFIG_ERROR,
+    PLAT_TAGS,
     LocalIndex,
     Prewheel,
 )
@@ -51,6 +52,13 @@ def _make_packages(dist: Path) -> list[Path]:
         # --build-policy newest: 2.0 is an sdist only, 1.0 has a wheel.
         make_wheel(dist, "demo-fresh", "1.0"),
         make_sdist(dist, "demo-fresh", "2.0", backend="intree"),
+        # Markers per target: only a Windows target needs demo-win-only.
+        make_wheel(
+            dist, "demo-colors", "1.0", requires_dist=['demo-win-only; sys_platform == "win32"']
+        ),
+        make_wheel(dist, "demo-win-only", "1.0"),
+        # One wheel per platform: each target takes its own.
+        *(make_wheel(dist, "demo-plat", "1.0", tag=tag) for tag in PLAT_TAGS),
     ]
 
 

@@ -18,6 +18,12 @@ CP39 = "cp39-manylinux_2_17_x86_64"
 EXT_X86 = "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"
 EXT_ARM = "cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64"
 EXT_ABI3 = "cp39-abi3-manylinux_2_17_x86_64"
+# demo-plat 1.0 has one wheel for each of these, and no sdist.
+PLAT_TAGS = (
+    "cp312-cp312-win_amd64",
+    "cp312-cp312-macosx_11_0_arm64",
+    "cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64",
+)
 RUN_TIMEOUT = 180
 # What psycopg2's build prints on a machine without the PostgreSQL client headers.
 PG_CONFIG_ERROR = "Error: pg_config executable not found."

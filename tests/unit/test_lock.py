@@ -2,8 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from packaging.utils import canonicalize_name
+
 from prewheel.errors import IndexUnreachableError, ResolutionError
-from prewheel.lock import _classify, read_pylock
+from prewheel.index import FileRef
+from prewheel.lock import Pin, _classify, _hold_to_lock, _LockedPin, read_pylock
 from prewheel.targets import parse_target
 
 TARGET = parse_target("cp311-manylinux_2_17_x86_64")
@@ -64,3 +68,33 @@ def test_read_pylock_keeps_packages_whose_markers_hold(tmp_path: Path) -> None:
         "click",
         "tomli",
     ]
+
+
+def _pin(name: str, *shas: str) -> Pin:
+    wheels = tuple(FileRef(f"{name}-1.0-py3-none-any.whl", sha) for sha in shas)
+    return Pin(canonicalize_name(name), "1.0", wheels)
+
+
+def test_locked_hashes_choose_among_the_files() -> None:
+    pins = (_pin("demo", "a" * 64, "b" * 64),)
+    locked = {"demo": _LockedPin("1.0", frozenset({"b" * 64}), "requirements.txt:3")}
+    kept, added = _hold_to_lock(TARGET, Path("requirements.txt"), pins, locked, False)
+    assert [w.sha256 for w in kept[0].wheels] == ["b" * 64]
+    assert added == ()
+
+
+def test_locked_hashes_that_match_no_file_name_the_pin_and_the_line() -> None:
+    pins = (_pin("demo", "a" * 64),)
+    locked = {"demo": _LockedPin("1.0", frozenset({"c" * 64}), "requirements.txt:3")}
+    with pytest.raises(ResolutionError) as info:
+        _hold_to_lock(TARGET, Path("requirements.txt"), pins, locked, False)
+    message = str(info.value)
+    assert TARGET.name in message and "demo 1.0" in message
+    assert "requirements.txt:3" in message and "\n" not in message
+
+
+def test_a_locked_pin_without_hashes_keeps_every_file() -> None:
+    pins = (_pin("demo", "a" * 64, "b" * 64),)
+    locked = {"demo": _LockedPin("1.0", frozenset(), "requirements.txt:1")}
+    kept, _ = _hold_to_lock(TARGET, Path("requirements.txt"), pins, locked, False)
+    assert kept == pins
