@@ -235,20 +235,26 @@ class Venv:
 VenvFactory = Callable[[str, Path], Venv]
 
 
+def make_venv(version: str, path: Path, cut: list[str]) -> Venv:
+    """A fresh venv of pyenv's CPython `version` at `path` (skips if there is none); for
+    fixtures wider than one test, which cannot use `fresh_venv`."""
+    python = pyenv_python(version)
+    _run([python, "-m", "venv", path], env=clean_env(), timeout=INSTALL_TIMEOUT)
+    venv = Venv(path, cut)
+    reported = venv.offline(
+        "python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"
+    ).stdout.strip()
+    assert reported == version, f"{python} made a venv of Python {reported}"
+    on_path = {tool: shutil.which(tool, path=venv.env["PATH"]) for tool in COMPILERS}
+    assert not any(on_path.values()), f"a compiler is on the install PATH: {on_path}"
+    return venv
+
+
 @pytest.fixture
 def fresh_venv(network_cut: list[str]) -> VenvFactory:
     """Make a fresh venv of pyenv's CPython `version` at `path` (skips if there is none)."""
 
     def make(version: str, path: Path) -> Venv:
-        python = pyenv_python(version)
-        _run([python, "-m", "venv", path], env=clean_env(), timeout=INSTALL_TIMEOUT)
-        venv = Venv(path, network_cut)
-        reported = venv.offline(
-            "python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"
-        ).stdout.strip()
-        assert reported == version, f"{python} made a venv of Python {reported}"
-        on_path = {tool: shutil.which(tool, path=venv.env["PATH"]) for tool in COMPILERS}
-        assert not any(on_path.values()), f"a compiler is on the install PATH: {on_path}"
-        return venv
+        return make_venv(version, path, network_cut)
 
     return make

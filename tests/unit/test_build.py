@@ -39,6 +39,8 @@ def test_provenance_round_trips() -> None:
         ("Could not run curl-config: [Errno 2]", "libcurl headers"),
         ("fatal error: Python.h: No such file or directory", "Python development headers"),
         ("error: can't find Rust compiler\nfailed to run cargo", "Rust toolchain"),
+        ("error: failed to get `pyo3` as a dependency of package `x`", "cargo registry"),
+        ("warning: `cargo metadata` exited with an error", "the backend's last lines"),
         ("something else entirely", "the backend's last lines"),
     ],
 )
