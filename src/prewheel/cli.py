@@ -136,6 +136,7 @@ def _config(
         extra_index_urls=_list(pick("extra_index_url")),
         find_links=_list(pick("find_links")),
         allow_insecure_http=bool(pick("allow_insecure_http", False)),
+        netrc=Path(os.environ.get("NETRC") or Path.home() / ".netrc"),
     )
     jobs = int(pick("jobs", 8))
     if jobs < 1:

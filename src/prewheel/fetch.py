@@ -10,12 +10,16 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
+
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from prewheel.errors import DownloadError
 from prewheel.index import FileRef, IndexOptions, redact_url
@@ -184,8 +188,39 @@ def _stage(
     if cached is None:
         cached = _download(ref, cache, index, base, report, timeout)
         how = "downloaded" if urlsplit(ref.url or "").scheme in ("http", "https") else "copied"
+    if ref.is_wheel:
+        check_wheel(cached, ref.filename)
     (report.step if how == "downloaded" else report.detail)(f"{how} {ref.filename}")
     return cached, how
+
+
+def check_wheel(path: Path, filename: str) -> None:
+    """Refuse a file named like a wheel that is not one (an sdist under a wheel's name,
+    say): a zip with exactly one top-level .dist-info holding METADATA and WHEEL, named
+    for the project and version in the file name."""
+    try:
+        name, version, _, _ = parse_wheel_filename(filename)
+        with zipfile.ZipFile(path) as archive:
+            members = set(archive.namelist())
+    except (InvalidWheelFilename, InvalidVersion, zipfile.BadZipFile, OSError) as exc:
+        raise DownloadError(
+            f"{filename}: not a wheel ({exc}); the index served something else, refusing it"
+        ) from exc
+    infos = {m.split("/", 1)[0] for m in members if m.count("/") == 1 and ".dist-info/" in m}
+    ok = len(infos) == 1 and all(
+        f"{next(iter(infos))}/{f}" in members for f in ("METADATA", "WHEEL")
+    )
+    if ok:
+        dist, _, rest = next(iter(infos)).removesuffix(".dist-info").partition("-")
+        try:
+            ok = canonicalize_name(dist) == name and Version(rest) == version
+        except InvalidVersion:
+            ok = False
+    if not ok:
+        raise DownloadError(
+            f"{filename}: not a wheel of {name} {version} (no matching .dist-info with METADATA "
+            "and WHEEL); the index served something else, refusing it"
+        )
 
 
 def into_cache(

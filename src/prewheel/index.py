@@ -4,10 +4,12 @@ and the choice of the best file of a release for a target."""
 from __future__ import annotations
 
 import base64
+import netrc
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -45,6 +47,7 @@ class IndexOptions:
     extra_index_urls: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()
     allow_insecure_http: bool = field(default=False, compare=False)
+    netrc: Path | None = field(default=None, compare=False)  # credentials by host, as uv reads
 
     def __post_init__(self) -> None:
         for url in (self.index_url, *self.extra_index_urls):
@@ -107,7 +110,20 @@ class IndexOptions:
                 continue
             token = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             return "Basic " + base64.b64encode(token.encode()).decode()
-        return None
+        return self._from_netrc(target.hostname)
+
+    def _from_netrc(self, host: str | None) -> str | None:
+        if self.netrc is None or host is None or not self.netrc.is_file():
+            return None
+        try:
+            found = netrc.netrc(str(self.netrc)).authenticators(host)
+        except (netrc.NetrcParseError, OSError):
+            return None
+        if found is None:
+            return None
+        login, _, password = found
+        token = f"{login}:{password or ''}"
+        return "Basic " + base64.b64encode(token.encode()).decode()
 
 
 def _shown_location(location: str) -> str:

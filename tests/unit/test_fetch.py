@@ -109,3 +109,26 @@ def test_wheels_land_readable_by_everyone(tmp_path: Path) -> None:
     dest.mkdir()
     fetch([ref_for(source)], dest, Cache(tmp_path / "cache"))
     assert (dest / source.name).stat().st_mode & 0o777 == 0o644
+
+
+def test_an_sdist_under_a_wheels_name_is_refused(tmp_path: Path) -> None:
+    from tests.localindex import make_sdist
+
+    sdist = make_sdist(tmp_path / "src", "demo", "1.0")
+    disguised = sdist.with_name("demo-1.0-py3-none-any.whl")
+    sdist.rename(disguised)
+    dest = tmp_path / "wh"
+    dest.mkdir()
+    with pytest.raises(DownloadError, match="not a wheel"):
+        fetch([ref_for(disguised)], dest, Cache(tmp_path / "cache"))
+    assert list(dest.iterdir()) == []
+
+
+def test_a_wheel_of_another_project_under_this_name_is_refused(tmp_path: Path) -> None:
+    other = make_wheel(tmp_path / "src", "other", "2.0")
+    renamed = other.with_name("demo-1.0-py3-none-any.whl")
+    other.rename(renamed)
+    dest = tmp_path / "wh"
+    dest.mkdir()
+    with pytest.raises(DownloadError, match="not a wheel of demo 1.0"):
+        fetch([ref_for(renamed)], dest, Cache(tmp_path / "cache"))

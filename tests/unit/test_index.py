@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,14 @@ def test_bad_index_urls_are_refused(url: str) -> None:
 def test_plain_http_is_fine_on_loopback_or_when_allowed() -> None:
     IndexOptions(index_url="http://127.0.0.1:8080/simple")
     IndexOptions(index_url="http://example.invalid/simple", allow_insecure_http=True)
+
+
+def test_download_credentials_come_from_netrc_and_stay_out_of_records(tmp_path: Path) -> None:
+    rc = tmp_path / "netrc"
+    rc.write_text("machine idx.invalid login alice password s3cr3t\n")
+    rc.chmod(0o600)
+    options = IndexOptions(index_url="https://idx.invalid/simple", netrc=rc)
+    header = options.authorization_for("https://idx.invalid/files/demo-1.0-py3-none-any.whl")
+    assert header == "Basic " + base64.b64encode(b"alice:s3cr3t").decode()
+    assert options.authorization_for("https://elsewhere.invalid/x.whl") is None
+    assert "s3cr3t" not in repr(options.to_dict()) and "s3cr3t" not in repr(options)
