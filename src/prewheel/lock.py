@@ -6,10 +6,9 @@ import shutil
 import sys
 import tempfile
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from packaging.pylock import PackageSdist, PackageWheel, Pylock, PylockValidationError
@@ -453,7 +452,3 @@ def _ref(entry: PackageWheel | PackageSdist) -> FileRef:
         url=entry.url,
         path=entry.path,
     )
-
-
-def pins_to_dicts(pins: Sequence[Pin]) -> list[dict[str, Any]]:
-    return [{"name": p.name, "version": p.version} for p in pins]
