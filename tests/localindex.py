@@ -183,6 +183,7 @@ import time
 import zipfile
 
 FAIL_WITH = @FAIL_WITH@
+SLEEP_SECONDS = @SLEEP_SECONDS@
 
 
 def _pkg_info():
@@ -213,6 +214,21 @@ def _fail():
         raise SystemExit(1)
 
 
+def _slow():
+    # A test that interrupts or holds a build names a file in INTREE_BACKEND_STARTED: the
+    # build creates it, then waits SLEEP_SECONDS or until the file that
+    # INTREE_BACKEND_RELEASE names exists. Without it (uv reading the metadata, say) the
+    # build runs at once.
+    started = os.environ.get("INTREE_BACKEND_STARTED")
+    if SLEEP_SECONDS and started:
+        with open(started, "a", encoding="utf-8") as handle:
+            handle.write("%d\\n" % os.getpid())
+        release = os.environ.get("INTREE_BACKEND_RELEASE")
+        deadline = time.time() + SLEEP_SECONDS
+        while time.time() < deadline and not (release and os.path.exists(release)):
+            time.sleep(0.05)
+
+
 def get_requires_for_build_wheel(config_settings=None):
     return []
 
@@ -222,6 +238,7 @@ def get_requires_for_build_sdist(config_settings=None):
 
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    _slow()
     _fail()
     metadata = _pkg_info()
     dist, version = _dist_and_version(metadata)
@@ -333,6 +350,7 @@ def make_sdist(
     requires_python: str | None = None,
     backend: str = "setuptools",
     fail_with: str | None = None,
+    sleep_seconds: float = 0,
 ) -> Path:
     """Write ``{dist}-{version}.tar.gz`` into ``dest_dir``; setuptools-backed by default.
 
@@ -343,7 +361,10 @@ def make_sdist(
     pyproject names the stdlib-only backend ``intree_backend`` shipped in ``_backend/``
     (``backend-path``), which writes a pure ``py3-none-any`` wheel. ``fail_with`` makes
     that backend's ``build_wheel`` print the message on stderr and exit 1, as a build
-    that misses a system library does.
+    that misses a system library does. ``sleep_seconds`` makes it wait that long first,
+    but only when the environment variable ``INTREE_BACKEND_STARTED`` names a file, which
+    it creates before waiting: a test waits for that file to know the build is under way.
+    The wait ends early once the file named in ``INTREE_BACKEND_RELEASE`` exists.
 
     Output is byte-for-byte reproducible for identical arguments.
     """
@@ -351,8 +372,8 @@ def make_sdist(
         raise ValueError(f"backend {backend!r}: use 'setuptools' or 'intree'")
     if backend == "intree" and not pure:
         raise ValueError("the in-tree backend builds pure wheels only")
-    if fail_with is not None and backend != "intree":
-        raise ValueError("fail_with needs backend='intree'")
+    if (fail_with is not None or sleep_seconds) and backend != "intree":
+        raise ValueError("fail_with and sleep_seconds need backend='intree'")
     dist = dist_name(name)
     fversion = _file_version(version)
     top = f"{dist}-{fversion}"
@@ -365,7 +386,7 @@ def make_sdist(
     if backend == "intree":
         members[f"_backend/{INTREE_BACKEND}.py"] = _INTREE_BACKEND_PY.replace(
             "@FAIL_WITH@", repr(fail_with)
-        )
+        ).replace("@SLEEP_SECONDS@", repr(sleep_seconds))
     if not pure:
         members[f"src/{dist}/_speedups.c"] = _SPEEDUPS_C
         members["setup.py"] = (

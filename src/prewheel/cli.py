@@ -505,13 +505,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except PrewheelError as exc:
         click.echo(f"prewheel: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("prewheel: interrupted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("prewheel: interrupted; the wheelhouse keeps its last good state", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("prewheel: interrupted; the wheelhouse keeps its last good state", err=True)
-        sys.exit(130)
     sys.exit(0)

@@ -7,12 +7,12 @@ import http.client
 import os
 import shutil
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -150,8 +150,31 @@ def fetch(
         except DownloadError as exc:
             failures.append(str(exc))
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        list(pool.map(one, sorted(unique.values(), key=lambda r: r.filename)))
+    todo = sorted(unique.values(), key=lambda r: r.filename, reverse=True)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while todo:
+            try:
+                ref = todo.pop()
+            except IndexError:  # another worker took the last one
+                return
+            try:
+                one(ref)
+            except BaseException as exc:  # a bug, a full disk: raised in the run's thread
+                errors.append(exc)
+
+    # Daemon threads: Ctrl-C ends the run now, not when a stalled download times out (a
+    # worker stopped midway leaves only a temporary file in the cache, never used).
+    workers = [
+        threading.Thread(target=work, daemon=True) for _ in range(min(max(1, jobs), len(todo)))
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]
     if failures:
         # Nothing is placed unless everything is at hand: the other files wait in the cache.
         failures.sort()
@@ -182,6 +205,8 @@ def _stage(
     it was got: "present", "cached", "copied" (a local path) or "downloaded"."""
     final = dest / safe_filename(ref.filename)
     if final.is_file() and sha256_of(final) == ref.sha256:
+        if ref.is_wheel:
+            check_wheel(final, ref.filename)  # the lock's hash alone does not make it a wheel
         return None, "present"
     how = "cached"
     cached = cache.get(ref.sha256)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import tempfile
@@ -9,6 +10,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from packaging.pylock import PackageSdist, PackageWheel, Pylock, PylockValidationError
@@ -18,12 +20,14 @@ from packaging.version import Version
 
 from prewheel import runner
 from prewheel.errors import (
+    DownloadError,
     IndexUnreachableError,
     InputError,
     RequirementsError,
     ResolutionError,
     ToolError,
 )
+from prewheel.fetch import safe_filename
 from prewheel.index import FileRef, IndexOptions, choose_wheel, redact_text
 from prewheel.report import reporter
 from prewheel.requirements import read_requirements
@@ -398,6 +402,16 @@ def _classify(target: Target, requirements: Path, stderr: str) -> Exception:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     causes = [line.removeprefix("cause:").strip() for line in lines if line.startswith("cause:")]
     errors = [line.removeprefix("error:").strip() for line in lines if line.startswith("error:")]
+    invalid = re.search(r"The structure of `([^`]+)` \(v([^)]+)\) was invalid", text)
+    if invalid is not None:
+        # uv could not read a file the index serves (its hint says "Failed to read from
+        # zip file", which is not a network failure): an sdist under a wheel's name, say.
+        name, version = invalid.groups()
+        return IndexUnreachableError(
+            f"{target.name}: the index serves a file for {name} {version} that is not a wheel "
+            "(nor an sdist) that uv can read; the index is broken or hostile: use another, "
+            "or pin another version"
+        )
     if any(sign in text for sign in _NETWORK_SIGNS):
         where = next((c for c in causes if "http" in c or "file" in c), causes[0] if causes else "")
         return IndexUnreachableError(
@@ -422,7 +436,9 @@ def _classify(target: Target, requirements: Path, stderr: str) -> Exception:
 def read_pylock(path: Path, target: Target) -> tuple[Pin, ...]:
     """The pins of a PEP 751 lock, keeping only packages whose markers hold on `target`."""
     try:
-        lock = Pylock.from_dict(tomllib.loads(path.read_text(encoding="utf-8")))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        _check_file_names(data, path)
+        lock = Pylock.from_dict(data)
     except (tomllib.TOMLDecodeError, PylockValidationError) as exc:
         raise ToolError(f"{path.name} for {target.name} is not a valid pylock: {exc}") from exc
     env = target.markers()
@@ -440,6 +456,38 @@ def read_pylock(path: Path, target: Target) -> tuple[Pin, ...]:
             )
         )
     return tuple(sorted(pins, key=lambda p: p.name))
+
+
+def _check_file_names(data: Mapping[str, Any], path: Path) -> None:
+    """Refuse a lock (from a hostile index, or edited by hand) that names a file by a
+    path rather than a plain name: prewheel writes each file under its name, and a
+    wheelhouse keeps its files beside their lock."""
+    packages = data.get("packages")
+    for package in packages if isinstance(packages, list) else ():
+        if not isinstance(package, Mapping):
+            continue
+        wheels = package.get("wheels")
+        entries = [*(wheels if isinstance(wheels, list) else ()), package.get("sdist")]
+        for entry in entries:
+            if not isinstance(entry, Mapping):
+                continue
+            location = entry.get("url") or entry.get("path")
+            names = [entry.get("name")]
+            if names[0] is None and isinstance(location, str):
+                # The name the file is written under (as _ref takes it).
+                names[0] = unquote(urlsplit(location).path).rsplit("/", 1)[-1]
+            if isinstance(entry.get("path"), str):
+                names.append(entry["path"].removeprefix("./"))
+            for name in names:
+                if isinstance(name, str):
+                    try:
+                        safe_filename(name)
+                    except DownloadError as exc:
+                        raise DownloadError(
+                            f"{path.name}: {package.get('name')} names the file {name!r}, "
+                            "which is not a plain file name; refusing it (the index is hostile "
+                            "or the lock was edited): run prewheel lock again"
+                        ) from exc
 
 
 def _ref(entry: PackageWheel | PackageSdist) -> FileRef:

@@ -323,7 +323,9 @@ def _built_records(manifest: wh.Manifest | None, target: Target) -> dict[str, Pr
 
 
 def _located(ref: FileRef, wheelhouse: Path, cache: Cache) -> FileRef:
-    url = cache.url_for(ref.sha256)
+    # Where `prewheel lock` noted the file, else the lock's own url (a lock written by
+    # uv, or by hand), else the wheelhouse itself.
+    url = cache.url_for(ref.sha256) or ref.url
     if url:
         return replace(ref, url=url, path=None)
     return replace(ref, url=None, path=str(wheelhouse / ref.filename))
@@ -368,19 +370,20 @@ def materialize(
     previous = _previous_manifest(out)
     entries = [_entry(plan, got, config.index) for plan in plans]
     kept = [e for e in (previous.targets if previous else ()) if e.target.name in keep_previous]
-    for entry in entries:
-        wh.write_target(out, entry)
-    for plan in plans:
-        compiled = out / f"pip-compile.{plan.target.name}.txt"
-        if plan.annotated is not None:
-            wh.write_atomic(compiled, plan.annotated)
-        else:
-            compiled.unlink(missing_ok=True)
     every = tuple(entries + kept)
-    write_scripts(out, [e.target for e in every])
     roots = plans[0].requirements if plans else (previous.requirements if previous else ())
     manifest = wh.Manifest(roots, every, config.index.to_dict())
-    wh.write_manifest(out, manifest)
+    with wh.holding_interrupts():
+        for entry in entries:
+            wh.write_target(out, entry)
+        for plan in plans:
+            compiled = out / f"pip-compile.{plan.target.name}.txt"
+            if plan.annotated is not None:
+                wh.write_atomic(compiled, plan.annotated)
+            else:
+                compiled.unlink(missing_ok=True)
+        write_scripts(out, [e.target for e in every])
+        wh.write_manifest(out, manifest)
     names = {e.target.name for e in every}
     stale = [e.target for e in previous.targets if e.target.name not in names] if previous else []
     removed = wh.prune(out, manifest, stale)

@@ -46,9 +46,12 @@ _GLIBC_FLOOR = {"x86_64": 5, "aarch64": 17}
 # The manylinux levels that uv's --python-platform accepts, per architecture.
 _UV_GLIBC_LEVELS = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
 _PYTHONS = (8, 14)  # CPython 3.8 to 3.14
+# The largest part of a platform version: more is a typo, and each step down to the floor
+# is another platform tag (manylinux_2_100000 would list millions of tags).
+_MAX_PART = 99
 
 _SPEC = re.compile(
-    r"^cp(?P<major>3)(?P<minor>\d{1,2})-"
+    r"^cp(?P<major>3)(?P<minor>[1-9]\d?|0)-"
     r"(?P<platform>(?P<legacy>manylinux1|manylinux2010|manylinux2014)_(?P<larch>\w+)"
     r"|manylinux_(?P<gmaj>\d+)_(?P<gmin>\d+)_(?P<garch>\w+)"
     r"|musllinux_(?P<mmaj>\d+)_(?P<mmin>\d+)_(?P<march>\w+)"
@@ -260,6 +263,11 @@ def parse_target(spec: str) -> Target:
             f"to 3.{_PYTHONS[1]}, e.g. cp311-manylinux_2_17_x86_64"
         )
     python = (3, minor)
+    parts = ("gmaj", "gmin", "mmaj", "mmin", "osmaj", "osmin")
+    if any(match[p] and (len(match[p]) > 4 or int(match[p]) > _MAX_PART) for p in parts):
+        raise TargetError(
+            f"bad target {spec!r}: platform version numbers go up to {_MAX_PART}; {GRAMMAR}"
+        )
     if match["win"]:
         if match["win"] not in WINDOWS:
             raise TargetError(
@@ -315,12 +323,13 @@ def host_target() -> Target:
 
 def load_captured(path: Path) -> Target:
     """A target from the JSON that `prewheel target capture` (or its script) printed."""
-    where = f"target file {path}"
+    shown = str(path) if str(path).isprintable() else repr(str(path))  # one line, always
+    where = f"target file {shown}"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise TargetError(f"{where} not found; write one with `prewheel target capture`") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, bad UTF-8, NUL in the path
         raise TargetError(
             f"{where} is not JSON ({exc}); write one with `prewheel target capture`"
         ) from exc

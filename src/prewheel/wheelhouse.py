@@ -7,7 +7,9 @@ import errno
 import fcntl
 import json
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from prewheel import __version__
-from prewheel.errors import WheelhouseError
+from prewheel.errors import DownloadError, TargetError, WheelhouseError
+from prewheel.fetch import safe_filename
 from prewheel.index import FileRef
 from prewheel.report import reporter
 from prewheel.targets import Target, captured_target, parse_target
@@ -62,10 +65,16 @@ class PinEntry:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PinEntry:
+        filename = str(data["file"])
+        try:
+            safe_filename(filename)
+        except DownloadError as exc:
+            # verify would otherwise read it, and a failed build carry it on, outside the folder
+            raise ValueError(f"file {filename!r} is not a plain file name") from exc
         return cls(
             name=str(data["name"]),
             version=str(data["version"]),
-            filename=str(data["file"]),
+            filename=filename,
             sha256=str(data["sha256"]),
             size=int(data["size"]),
             index=str(data.get("index", "default")),
@@ -174,7 +183,7 @@ def read_manifest(wheelhouse: Path) -> Manifest | None:
         return None
     try:
         return Manifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, TargetError) as exc:
         raise ValueError(f"{path} is not a prewheel manifest: {exc}") from exc
 
 
@@ -207,13 +216,22 @@ def locked(wheelhouse: Path, timeout: float = 600.0) -> Iterator[None]:
     created = not wheelhouse.exists()
     wheelhouse.mkdir(parents=True, exist_ok=True)
     handle = (wheelhouse / _LOCKFILE).open("a")
+    held = False
     try:
         deadline = time.monotonic() + timeout
         told = False
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                if _is_file_at(handle.fileno(), wheelhouse / _LOCKFILE):
+                    held = True
+                    break
+                # The run we waited for removed the folder it had made, lock file and all:
+                # a lock on the removed file would not stop a third run. Lock anew.
+                handle.close()
+                created = created or not wheelhouse.exists()
+                wheelhouse.mkdir(parents=True, exist_ok=True)
+                handle = (wheelhouse / _LOCKFILE).open("a")
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
@@ -228,21 +246,55 @@ def locked(wheelhouse: Path, timeout: float = 600.0) -> Iterator[None]:
                 time.sleep(0.2)
         yield
     finally:
-        handle.close()
-        if created and [p.name for p in wheelhouse.iterdir()] == [_LOCKFILE]:
+        if held and created and [p.name for p in wheelhouse.iterdir()] == [_LOCKFILE]:
+            # Removed while still locked, so a run waiting for this lock sees it go.
             (wheelhouse / _LOCKFILE).unlink()
-            wheelhouse.rmdir()
+            with contextlib.suppress(OSError):  # a run starting just now made its own
+                wheelhouse.rmdir()
+        handle.close()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary name beside `path`, flush it to disk, rename it into place."""
+def _is_file_at(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is still the file at `path` (not one removed since)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def holding_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then act on it.
+
+    The locks, scripts and manifest of a run are renamed into place one by one, the
+    manifest last; stopped among them, the folder would pair new requirements files with
+    the previous manifest. Ctrl-C waits the few milliseconds for the manifest instead.
+    """
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is None  # a handler set outside Python: leave it
+    ):
+        yield
+        return
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pressed and callable(previous):
+            previous(signal.SIGINT, None)
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write `text` to a temporary name beside `path`, flush it to disk, give it `mode`,
+    rename it into place: it lands whole and with its final mode, or not at all."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -262,36 +262,6 @@ def test_lock_then_fetch_gives_the_same_wheelhouse_as_build(
     prewheel.ok("verify", staged)
 
 
-def test_host_pip_and_uv_settings_do_not_reach_the_lock(
-    prewheel: Prewheel,
-    local_index: LocalIndex,
-    write_requirements: WriteRequirements,
-    good_wheelhouse: Path,
-    tmp_path: Path,
-) -> None:
-    # A machine whose shell points pip and uv elsewhere (this one sets PIP_FIND_LINKS):
-    # the wheelhouse must come out as on any other machine.
-    nowhere = "http://127.0.0.1:9/simple"
-    host_env = {
-        "UV_INDEX_URL": nowhere,
-        "UV_EXTRA_INDEX_URL": nowhere,
-        "UV_FIND_LINKS": str(tmp_path / "no-such-folder"),
-        "UV_CONSTRAINT": str(tmp_path / "no-such-constraints.txt"),
-        "PIP_INDEX_URL": nowhere,
-        "PIP_EXTRA_INDEX_URL": nowhere,
-        "PIP_FIND_LINKS": str(tmp_path / "no-such-folder"),
-    }
-    out = tmp_path / "wheelhouse"
-    prewheel.build(
-        write_requirements("demo-app\n"), [CP311], out, local_index.index_url, host_env=host_env
-    )
-
-    name = f"requirements.{CP311}.txt"
-    assert (out / name).read_text(encoding="utf-8") == (good_wheelhouse / name).read_text(
-        encoding="utf-8"
-    )
-
-
 def test_find_links_folder_relative_to_the_working_directory(
     prewheel: Prewheel,
     local_index: LocalIndex,

@@ -47,7 +47,8 @@ if not found:
     sys.stderr.write(
         "{script}: no target in this wheelhouse fits this interpreter "
         "(%s %s on %s); targets here: %s; rebuild with a matching -t\\n"
-        % (sys.implementation.name, version, platforms[0] if platforms else "unknown platform",
+        % ("CPython" if cpython else sys.implementation.name, version,
+           platforms[0] if platforms else "unknown platform",
            ", ".join(name for name, _, _ in TARGETS))
     )
     sys.exit(2)
@@ -149,8 +150,7 @@ def needs_powershell(targets: Sequence[Target]) -> bool:
 
 def write_scripts(folder: Path, targets: Sequence[Target]) -> None:
     """Write install.sh, and install.ps1 when a target is Windows (removing a stale one)."""
-    write_atomic(folder / SCRIPT, render_install_script(targets))
-    (folder / SCRIPT).chmod(0o755)
+    write_atomic(folder / SCRIPT, render_install_script(targets), mode=0o755)
     if needs_powershell(targets):
         write_atomic(folder / POWERSHELL, render_install_ps1(targets))
     else:
