@@ -41,16 +41,18 @@ for tag in tags.sys_tags():
     if tag.platform not in platforms:
         platforms.append(tag.platform)
 version = "%d.%d" % sys.version_info[:2]
+cpython = sys.implementation.name == "cpython"
 found = [
     (platforms.index(platform), name)
     for name, python, platform in TARGETS
-    if python == version and platform in platforms
+    if cpython and python == version and platform in platforms
 ]
 if not found:
     sys.stderr.write(
         "install.sh: no target in this wheelhouse fits this interpreter "
-        "(CPython %s on %s); targets here: %s; rebuild with a matching -t\n"
-        % (version, platforms[0] if platforms else "unknown platform",
+        "(%s %s on %s); targets here: %s; rebuild with a matching -t\n"
+        % ("CPython" if cpython else sys.implementation.name, version,
+           platforms[0] if platforms else "unknown platform",
            ", ".join(name for name, _, _ in TARGETS))
     )
     sys.exit(2)
