@@ -528,7 +528,7 @@ def _install(python: Path, requirements: set[str], builder: Builder, log: list[s
             log.append(offline.stderr)
             return
     result = runner.run(
-        [*base, *builder.index.uv_args(), *sorted(requirements)],
+        [*base, *builder.index.tool_args(), *sorted(requirements)],
         env=builder.env,
         what="installing build requirements",
         check=False,
@@ -564,11 +564,11 @@ def _keep(requires: Sequence[str], sdist_path: Path, filename: str, builder: Bui
             "--dest",
             builder.build_deps,
         ]
-        if builder.index.index_url:
-            args += ["--index-url", builder.index.index_url]
-        for url in builder.index.extra_index_urls:
-            args += ["--extra-index-url", url]
-        runner.run([*args, *requires], env=builder.env, what="keeping build requirements")
+        runner.run(
+            [*args, *builder.index.tool_args(), *requires],
+            env=builder.env,
+            what="keeping build requirements",
+        )
     shutil.copyfile(sdist_path, builder.build_deps / filename)
 
 

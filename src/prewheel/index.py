@@ -57,8 +57,9 @@ class IndexOptions:
             if "://" in location:
                 _check_index_url(location, self.allow_insecure_http)
 
-    def uv_args(self) -> list[str]:
-        """The same options in uv's spelling (credentials included: uv needs them)."""
+    def tool_args(self) -> list[str]:
+        """The same options for uv, pip and pip-compile, which spell them alike
+        (credentials included: the tools need them)."""
         args: list[str] = []
         if self.index_url:
             args += ["--index-url", self.index_url]

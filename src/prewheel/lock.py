@@ -241,12 +241,7 @@ def _compile_pip_tools(
         "--no-emit-find-links",
         "--no-emit-trusted-host",
     ]
-    if resolver.index.index_url:
-        cmd += ["--index-url", resolver.index.index_url]
-    for url in resolver.index.extra_index_urls:
-        cmd += ["--extra-index-url", url]
-    for location in resolver.index.find_links:
-        cmd += ["--find-links", location if "://" in location else str(Path(location).resolve())]
+    cmd += resolver.index.tool_args()
     if only_binary:
         cmd += ["--pip-args", f"--only-binary={','.join(sorted(only_binary))}"]
     if upgrade:
@@ -377,7 +372,7 @@ def _compile(
         "--quiet",
         "--output-file",
         out,
-        *resolver.index.uv_args(),
+        *resolver.index.tool_args(),
     ]
     for name in sorted(only_binary):
         cmd += ["--only-binary", name]

@@ -67,7 +67,7 @@ def test_index_options_record_no_credentials_but_authorize_downloads() -> None:
         options.origin_of("https://example.invalid/files/x.whl") == "https://example.invalid/simple"
     )
     assert options.origin_of("https://elsewhere.invalid/x.whl") == "default"
-    assert "--index-url" in options.uv_args()
+    assert "--index-url" in options.tool_args()
 
 
 @pytest.mark.parametrize(
